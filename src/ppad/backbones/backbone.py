@@ -1,0 +1,115 @@
+"""A frozen CLIP exposing the entry points prompt learning needs.
+
+The text tower is entered at the token-embedding level (so learned context vectors can be
+spliced in) and the image tower right after the patch projection (so learned patch vectors can
+replace patch embeddings before the class token and positional embedding are added).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+
+import open_clip
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ppad.backbones.architectures import Architecture
+
+
+def weights_fingerprint(module: nn.Module) -> str:
+    """SHA-256 over the module's parameters and buffers (names, dtypes, shapes and values)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        tensor = tensor.detach().to("cpu").contiguous().reshape(-1)
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
+    return digest.hexdigest()
+
+
+class ClipBackbone(nn.Module):
+    """A frozen open_clip ``CLIP`` plus where it came from and what its weights hash to."""
+
+    def __init__(self, clip: open_clip.CLIP, architecture: Architecture, source: str) -> None:
+        super().__init__()
+        self.clip = clip.eval().requires_grad_(False)
+        self.architecture = architecture
+        self.source = source
+        self.fingerprint = weights_fingerprint(clip)
+        self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=self.context_length)
+
+    def train(self, mode: bool = True) -> ClipBackbone:
+        """The backbone is frozen: it stays in eval mode whatever its parent does."""
+        return super().train(False)
+
+    @property
+    def patch_size(self) -> int:
+        return self.clip.visual.patch_size[0]
+
+    @property
+    def width(self) -> int:
+        return self.clip.visual.conv1.out_channels
+
+    @property
+    def text_width(self) -> int:
+        return self.clip.token_embedding.embedding_dim
+
+    @property
+    def context_length(self) -> int:
+        return self.clip.context_length
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.clip.logit_scale.exp()
+
+    def grid_size(self, image_size: int) -> int:
+        if image_size % self.patch_size:
+            raise ValueError(f"image size {image_size} is not a multiple of the patch size {self.patch_size}")
+        return image_size // self.patch_size
+
+    # --- image tower -----------------------------------------------------------------------
+    def patch_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, 3, H, W] normalised images → [B, N, width] patch embeddings (row-major)."""
+        return self.clip.visual.conv1(images).flatten(2).transpose(1, 2)
+
+    def encode_patch_embeddings(self, patches: torch.Tensor) -> torch.Tensor:
+        """Class token + positional embedding + transformer + projection → [B, D] features."""
+        visual = self.clip.visual
+        grid = math.isqrt(patches.shape[1])
+        cls = visual.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
+        tokens = torch.cat([cls, patches], dim=1) + self._positional_embedding(grid).to(patches.dtype)
+        tokens = visual.transformer(visual.ln_pre(tokens))
+        pooled, _ = visual._pool(tokens)
+        return pooled @ visual.proj
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode_patch_embeddings(self.patch_embeddings(images))
+
+    def _positional_embedding(self, grid: int) -> torch.Tensor:
+        """The positional embedding for a ``grid`` × ``grid`` patch layout (bicubic-resampled)."""
+        table = self.clip.visual.positional_embedding
+        native = math.isqrt(table.shape[0] - 1)
+        if grid == native:
+            return table
+        patch_table = table[1:].reshape(1, native, native, -1).permute(0, 3, 1, 2)
+        patch_table = F.interpolate(patch_table, size=(grid, grid), mode="bicubic", align_corners=False)
+        return torch.cat([table[:1], patch_table.permute(0, 2, 3, 1).reshape(grid * grid, -1)])
+
+    # --- text tower ------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    def token_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.clip.token_embedding(token_ids)
+
+    def encode_token_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+        """[P, L, width] token embeddings → [P, D] text features taken at each EOT position."""
+        clip = self.clip
+        x = embeddings + clip.positional_embedding.to(embeddings.dtype)
+        x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))
+        return x[torch.arange(x.shape[0], device=x.device), eot_index] @ clip.text_projection
+
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        eot_index = (token_ids == self.tokenizer.eot_token_id).int().argmax(dim=-1)
+        return self.encode_token_embeddings(self.token_embeddings(token_ids), eot_index)

@@ -1,0 +1,145 @@
+"""The ``ppad`` command line: train, score, evaluate, demo."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from ppad.backbones import ARCHITECTURES, TINY, CheckpointError
+from ppad.backbones.preprocessing import RESIZE_MODES
+from ppad.data import ImageReadError, LayoutError, discover, list_images
+from ppad.io import read_json
+from ppad.methods import BackboneMismatchError, PPADConfig, load_run
+from ppad.methods.checkpoint import MANIFEST_FILE, PROMPT_FILES
+from ppad.scoring import evaluate, format_metrics, score_files, write_evaluation
+from ppad.training import RunConflictError, TrainSettings, resolve_device, train_run
+
+USER_ERRORS = (CheckpointError, ImageReadError, LayoutError, BackboneMismatchError, RunConflictError, FileNotFoundError, ValueError, KeyError)
+
+
+def _run_safely(action):
+    """Turn expected user errors into one clear line and exit code 2, never a traceback."""
+    try:
+        return action()
+    except USER_ERRORS as error:
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        click.echo(f"error: {message}", err=True)
+        sys.exit(2)
+
+
+device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto")
+quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="ppad")
+def cli() -> None:
+    """Few-shot anomaly detection in chest X-rays with position-guided CLIP prompts (PPAD)."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
+
+
+@cli.command()
+@click.option("--backbone", default=TINY, show_default=True, help="CLIP weights (.pt state dict, OpenAI JIT, open_clip, safetensors) or 'tiny'.")
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default=None, help="Backbone layout; recognised from the weights if omitted.")
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest.")
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
+@click.option("--shots", default=64, show_default=True, help="k normal training images.")
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule).")
+@click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
+@click.option("--val-size", default=64, show_default=True, help="Held-out normals for model selection (each also with a SAS anomaly).")
+@click.option("--n-ctx", default=16, show_default=True, help="Learnable context vectors.")
+@click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
+@click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
+@click.option("--image-size", default=224, show_default=True)
+@click.option("--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop.")
+@device_option
+@quiet_option
+def train(backbone, arch, data, out, shots, epochs, batch_size, lr, seed, val_size, n_ctx, class_specific, classes, image_size, resize, device, quiet) -> None:
+    """Learn PPAD prompts from k normal images (resumes an interrupted run in --out)."""
+    words = tuple(word.strip() for word in classes.split(","))
+    settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, seed=seed)
+    config = PPADConfig(classes=words, n_ctx=n_ctx, class_specific=class_specific, image_size=image_size, resize_mode=resize)
+    manifest = _run_safely(lambda: train_run(data, out, backbone, arch, settings, config, device, progress=not quiet))
+    result = manifest["result"]
+    best = result["best_val_auc"]
+    chosen = f"epoch {result['best_epoch']} (validation AUC {best:.3f})" if best is not None else "the last epoch"
+    click.echo(f"trained {out}: kept {chosen}; prompts in {out / PROMPT_FILES['best']}")
+
+
+def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
+    paths: list[Path] = []
+    for item in inputs:
+        paths.extend(list_images(item) if item.is_dir() else [item])
+    return paths
+
+
+@cli.command()
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="CSV (and .json beside it); default RUN/scores.csv.")
+@click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
+@click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@device_option
+@quiet_option
+def score(run_dir, images, out, backbone, checkpoint, batch_size, device, quiet) -> None:
+    """Score image files or folders: one row per image, a column per view."""
+
+    def action() -> None:
+        model = load_run(run_dir, backbone, checkpoint, resolve_device(device))
+        report = score_files(model, _expand_inputs(images), batch_size, progress=not quiet)
+        csv_path = out or run_dir / "scores.csv"
+        report.write_csv(csv_path)
+        report.write_json(csv_path.with_suffix(".json"))
+        for failure in report.failures:
+            click.echo(f"skipped: {failure}", err=True)
+        click.echo(f"scored {len(report.paths)} images ({len(report.failures)} unreadable) → {csv_path}")
+
+    _run_safely(action)
+
+
+@cli.command(name="evaluate")
+@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest with a test split.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for metrics.json and scores; default RUN/evaluation.")
+@click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
+@click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
+@click.option("--batch-size", default=32, show_default=True)
+@click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples for the AUC's 95% CI.")
+@device_option
+@quiet_option
+def evaluate_command(run_dir, data, out, backbone, checkpoint, batch_size, bootstrap, device, quiet) -> None:
+    """Metrics on the test split (files the run trained or validated on are left out)."""
+
+    def action() -> None:
+        model = load_run(run_dir, backbone, checkpoint, resolve_device(device))
+        run_manifest = read_json(run_dir / MANIFEST_FILE)
+        seen = {Path(p).resolve() for files in run_manifest["split"].values() for p in files}
+        result = evaluate(model, discover(data), seen, batch_size, bootstrap, run_manifest["settings"]["seed"], not quiet)
+        target = out or run_dir / "evaluation"
+        manifest = {"run": str(run_dir), "checkpoint": checkpoint, "seed": run_manifest["settings"]["seed"], "data": str(data), "command": sys.argv}
+        files = write_evaluation(result, target, manifest)
+        click.echo(format_metrics(result.metrics))
+        if result.excluded:
+            click.echo(f"left out {len(result.excluded)} test images the run trained or validated on")
+        click.echo(f"metrics → {files['metrics']}")
+
+    _run_safely(action)
+
+
+@cli.command()
+@click.option("--out", type=click.Path(path_type=Path), default=Path("ppad-demo"), show_default=True, help="Folder for the data set and the run.")
+@click.option("--epochs", default=5, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@quiet_option
+def demo(out, epochs, seed, quiet) -> None:
+    """The embedded default: synthetic radiographs, tiny random backbone, train → score → evaluate."""
+    from ppad.cli.demo import run_demo
+
+    _run_safely(lambda: run_demo(out, epochs, seed, progress=not quiet))
+

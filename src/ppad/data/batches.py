@@ -1,0 +1,54 @@
+"""Typed batches and the synthetic-anomaly episode that builds them."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ppad.backbones.preprocessing import Preprocessing
+from ppad.synthesis.base import SynthesisTask
+
+
+@dataclass
+class SyntheticBatch:
+    """Images in [0, 1] with a region per image; ``labels`` 1 where an anomaly was synthesised."""
+
+    images: np.ndarray  # [B, S, S] float32
+    region_index: np.ndarray  # [B] int64
+    labels: np.ndarray  # [B] float32
+    anomaly_masks: np.ndarray  # [B, S, S] bool
+
+    def model_input(self, preprocessing: Preprocessing, device: torch.device) -> torch.Tensor:
+        return preprocessing.normalize(torch.from_numpy(self.images).to(device))
+
+
+def synthesize_batch(
+    images: np.ndarray,
+    region_masks: np.ndarray,
+    task: SynthesisTask,
+    rng: np.random.Generator,
+    p_anomaly: float = 0.5,
+    labels: np.ndarray | None = None,
+) -> SyntheticBatch:
+    """Give each image a random region; with probability ``p_anomaly`` (or where ``labels`` is 1)
+    synthesise an anomaly inside that region."""
+    count = len(images)
+    region_index = rng.integers(0, len(region_masks), size=count)
+    if labels is None:
+        labels = rng.random(count) < p_anomaly
+    labels = np.asarray(labels, dtype=bool)
+    out = np.array(images, dtype=np.float32, copy=True)
+    masks = np.zeros(out.shape, dtype=bool)
+    for i in np.flatnonzero(labels):
+        result = task(out[i], region_masks[region_index[i]], rng)
+        out[i], masks[i] = result.image, result.mask
+    return SyntheticBatch(out, region_index.astype(np.int64), labels.astype(np.float32), masks)
+
+
+def validation_batch(normals: np.ndarray, region_masks: np.ndarray, task: SynthesisTask, seed: int) -> SyntheticBatch:
+    """Held-out normals, each once as is and once with a synthetic anomaly (a fixed draw)."""
+    labels = np.repeat([False, True], len(normals))
+    rng = np.random.default_rng([seed, 0x7A1])
+    return synthesize_batch(np.concatenate([normals, normals]), region_masks, task, rng, labels=labels)

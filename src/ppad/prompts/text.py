@@ -1,0 +1,79 @@
+"""Position-guided text prompt: ``[SOS] [position] [ctx × n_ctx] [class] . [EOS]``.
+
+Prompts are tokenised once, at construction; the frozen token embeddings of every
+(position, class) prompt are cached, and each forward only splices the learnable context
+vectors into their slots.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from ppad.backbones.backbone import ClipBackbone
+
+CTX_INIT_STD = 0.02
+
+
+def prompt_token_ids(
+    backbone: ClipBackbone, positions: Sequence[str], classes: Sequence[str], n_ctx: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Token ids for every (position, class) prompt with ``n_ctx`` placeholder slots.
+
+    Returns ``(ids [P*C, L], ctx_start [P*C], eot_index [P*C])``; rows are position-major.
+    """
+    tokenizer = backbone.tokenizer
+    length = backbone.context_length
+    period = tokenizer.encode(".")
+    rows, starts, eots = [], [], []
+    for position in positions:
+        head = [tokenizer.sot_token_id, *tokenizer.encode(position)]
+        for name in classes:
+            tail = [*tokenizer.encode(name), *period, tokenizer.eot_token_id]
+            ids = head + [0] * n_ctx + tail
+            if len(ids) > length:
+                raise ValueError(f"prompt for position {position!r}, class {name!r} needs {len(ids)} tokens; the backbone takes {length}")
+            rows.append(ids + [0] * (length - len(ids)))
+            starts.append(len(head))
+            eots.append(len(ids) - 1)
+    return torch.tensor(rows), torch.tensor(starts), torch.tensor(eots)
+
+
+class PositionTextPrompt(nn.Module):
+    """Learnable context vectors shared by all positions (and classes, unless class-specific)."""
+
+    def __init__(
+        self,
+        backbone: ClipBackbone,
+        positions: Sequence[str],
+        classes: Sequence[str],
+        n_ctx: int = 16,
+        class_specific: bool = False,
+    ) -> None:
+        super().__init__()
+        self.positions, self.classes, self.n_ctx = list(positions), list(classes), n_ctx
+        ids, starts, eot_index = prompt_token_ids(backbone, positions, classes, n_ctx)
+        with torch.no_grad():
+            frozen = backbone.token_embeddings(ids.to(backbone.clip.token_embedding.weight.device))
+        slot = torch.arange(ids.shape[1])[None, :] - starts[:, None]
+        self.register_buffer("frozen_embeddings", frozen, persistent=False)
+        self.register_buffer("ctx_slot", ((slot >= 0) & (slot < n_ctx)).to(frozen.device), persistent=False)
+        self.register_buffer("ctx_index", slot.clamp(0, n_ctx - 1).to(frozen.device), persistent=False)
+        self.register_buffer("eot_index", eot_index.to(frozen.device), persistent=False)
+        class_of_row = torch.arange(len(classes)).repeat(len(positions)) if class_specific else torch.zeros(len(ids), dtype=torch.long)
+        self.register_buffer("class_of_row", class_of_row.to(frozen.device), persistent=False)
+        groups = len(classes) if class_specific else 1
+        self.ctx = nn.Parameter(torch.randn(groups, n_ctx, frozen.shape[-1], device=frozen.device) * CTX_INIT_STD)
+
+    def forward(self) -> torch.Tensor:
+        """[P*C, L, width] token embeddings with the context vectors in place."""
+        ctx = self.ctx[self.class_of_row[:, None], self.ctx_index]  # [P*C, L, width]
+        return torch.where(self.ctx_slot[..., None], ctx.to(self.frozen_embeddings.dtype), self.frozen_embeddings)
+
+    def text_features(self, backbone: ClipBackbone) -> torch.Tensor:
+        """[P, C, D] unit-norm text features for every position and class."""
+        features = backbone.encode_token_embeddings(self(), self.eot_index)
+        features = features / features.norm(dim=-1, keepdim=True)
+        return features.reshape(len(self.positions), len(self.classes), -1)

@@ -1,0 +1,96 @@
+"""Position regions: a prompt phrase paired with an image mask.
+
+Regions are data. Each is a rectangle in fractional image coordinates, turned into a pixel mask
+for any image size and into a patch mask for any ViT grid.
+
+Side convention — radiological: chest films are displayed as if facing the patient, so the
+**patient's left lung appears on the right half of the image** (PA/AP view). ``"left lung"``
+therefore selects the image's right half and ``"right lung"`` its left half; this matches how
+radiology reports (CheXzero's pre-training text) use the words. Upper/lower follow the paper:
+rows 0–119 and 120–223 of a 224-pixel image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+# The paper's upper/lower boundary: row 120 of 224.
+PAPER_UPPER_FRACTION = 120 / 224
+PATCH_COVERAGE = 0.5  # a patch belongs to a region when at least half of its pixels do
+
+
+@dataclass(frozen=True)
+class Region:
+    """A named rectangle ``[top, bottom) × [left, right)`` in fractions of height and width."""
+
+    name: str
+    top: float = 0.0
+    bottom: float = 1.0
+    left: float = 0.0
+    right: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not (0 <= self.top < self.bottom <= 1 and 0 <= self.left < self.right <= 1):
+            raise ValueError(f"region {self.name!r} has an empty or out-of-image rectangle")
+
+    @property
+    def is_whole_image(self) -> bool:
+        return (self.top, self.bottom, self.left, self.right) == (0.0, 1.0, 0.0, 1.0)
+
+    def mask(self, height: int, width: int) -> np.ndarray:
+        """Boolean [height, width] pixel mask (rounded to the nearest pixel row/column)."""
+        rows = np.arange(height)
+        cols = np.arange(width)
+        in_rows = (rows >= round(self.top * height)) & (rows < round(self.bottom * height))
+        in_cols = (cols >= round(self.left * width)) & (cols < round(self.right * width))
+        return in_rows[:, None] & in_cols[None, :]
+
+
+@dataclass(frozen=True)
+class RegionSet:
+    """An ordered set of regions; the order fixes each region's index in batches."""
+
+    name: str
+    regions: tuple[Region, ...]
+
+    @property
+    def names(self) -> list[str]:
+        return [region.name for region in self.regions]
+
+    def __len__(self) -> int:
+        return len(self.regions)
+
+    def pixel_masks(self, size: int) -> np.ndarray:
+        """[R, size, size] boolean masks."""
+        return np.stack([region.mask(size, size) for region in self.regions])
+
+    def patch_masks(self, size: int, patch_size: int) -> torch.Tensor:
+        """[R, N] float masks over a ViT's row-major patch grid: 1 = patch inside the region."""
+        masks = torch.from_numpy(self.pixel_masks(size)).float()[:, None]
+        coverage = F.avg_pool2d(masks, kernel_size=patch_size, stride=patch_size)
+        return (coverage >= PATCH_COVERAGE).float().flatten(1)
+
+
+PPAD_REGIONS = RegionSet(
+    name="ppad",
+    regions=(
+        Region("left lung", left=0.5),  # patient's left = image right
+        Region("right lung", right=0.5),  # patient's right = image left
+        Region("upper lung", bottom=PAPER_UPPER_FRACTION),
+        Region("lower lung", top=PAPER_UPPER_FRACTION),
+        Region(""),  # whole image, no position words, no image masking
+    ),
+)
+
+REGION_SETS: dict[str, RegionSet] = {PPAD_REGIONS.name: PPAD_REGIONS}
+
+
+def get_region_set(name: str) -> RegionSet:
+    try:
+        return REGION_SETS[name]
+    except KeyError:
+        raise KeyError(f"unknown region set {name!r}; known: {', '.join(sorted(REGION_SETS))}") from None

@@ -1,0 +1,117 @@
+"""The prompt-learning loop: SGD + cosine schedule, BCE on synthetic anomalies, model selection
+on the validation split, atomic resumable checkpoints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
+from tqdm.auto import tqdm
+
+from ppad.data.batches import SyntheticBatch, synthesize_batch
+from ppad.io import atomic_write
+from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
+from ppad.methods.ppad import PPADModel
+from ppad.scoring.rule import aggregate_views
+from ppad.scoring.scorer import predict_views
+from ppad.synthesis import get_synthesis
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The paper's defaults: k = 64, 100 epochs, SGD 1e-3 / momentum 0.9, cosine, p = 0.5."""
+
+    shots: int = 64
+    epochs: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    p_anomaly: float = 0.5
+    synthesis: str = "sas"
+    validation_size: int = 64
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _validation_auc(model: PPADModel, validation: SyntheticBatch, batch_size: int) -> float:
+    views = predict_views(model, validation.images, batch_size)
+    return float(roc_auc_score(validation.labels, aggregate_views(views, model.config.eta)))
+
+
+def _save_state(path: Path, model: PPADModel, optimizer, scheduler, epoch: int, history: list, best: dict) -> None:
+    state = {
+        "prompts": {k: v.cpu() for k, v in model.prompt_state_dict().items()},
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "epoch": epoch,
+        "history": history,
+        "best": best,
+    }
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
+
+
+def fit(
+    model: PPADModel,
+    support: np.ndarray,
+    validation: SyntheticBatch | None,
+    settings: TrainSettings,
+    run_dir: str | Path,
+    progress: bool = True,
+) -> dict:
+    """Train the prompts on ``support`` ([k, S, S] normals in [0, 1]); resumes from ``run_dir``.
+
+    Each epoch's randomness is derived from (seed, epoch) alone, so a resumed run draws the
+    same regions and anomalies as an uninterrupted one. Returns the history and best epoch.
+    """
+    run_dir = Path(run_dir)
+    state_path = run_dir / STATE_FILE
+    parameters = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    history: list[dict] = []
+    best = {"epoch": 0, "val_auc": None}
+    start = 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        model.load_prompt_state_dict({k: v.to(model.device) for k, v in state["prompts"].items()})
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start, history, best = state["epoch"], state["history"], state["best"]
+
+    task = get_synthesis(settings.synthesis)
+    region_masks = model.regions.pixel_masks(model.config.image_size)
+    bar = tqdm(range(start, settings.epochs), desc="training", unit="epoch", disable=not progress, initial=start, total=settings.epochs)
+    for epoch in bar:
+        rng = np.random.default_rng([settings.seed, epoch])
+        order = rng.permutation(len(support))
+        model.train()
+        losses = []
+        for first in range(0, len(order), settings.batch_size):
+            batch = synthesize_batch(support[order[first : first + settings.batch_size]], region_masks, task, rng, settings.p_anomaly)
+            logits = model(batch.model_input(model.preprocessing, model.device), torch.from_numpy(batch.region_index).to(model.device))
+            loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels).to(model.device))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": float(np.mean(losses))}
+        scheduler.step()
+        model.eval()
+        if validation is not None:
+            record["val_auc"] = _validation_auc(model, validation, settings.batch_size)
+        history.append(record)
+        improved = validation is None or best["val_auc"] is None or record["val_auc"] > best["val_auc"]
+        if improved:
+            best = {"epoch": epoch + 1, "val_auc": record.get("val_auc")}
+            save_prompts(model, run_dir / PROMPT_FILES["best"])
+        save_prompts(model, run_dir / PROMPT_FILES["last"])
+        _save_state(state_path, model, optimizer, scheduler, epoch + 1, history, best)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_auc")})
+    return {"history": history, "best_epoch": best["epoch"], "best_val_auc": best["val_auc"]}

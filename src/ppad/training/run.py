@@ -1,0 +1,118 @@
+"""Train a run folder end to end: index data, draw the few-shot split, load, fit, record."""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from datetime import datetime, timezone
+from importlib.metadata import version
+from pathlib import Path
+
+import torch
+
+from ppad import __version__
+from ppad.backbones import TINY, load_backbone
+from ppad.data import DatasetIndex, discover, draw_few_shot, load_images
+from ppad.data.batches import validation_batch
+from ppad.io import read_json, write_json
+from ppad.methods.checkpoint import MANIFEST_FILE, write_run_config
+from ppad.methods.ppad import PPADConfig, PPADModel
+from ppad.synthesis import get_synthesis
+from ppad.training.loop import TrainSettings, fit
+
+log = logging.getLogger("ppad")
+
+
+class RunConflictError(ValueError):
+    """An output folder that already holds a different run."""
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def software_versions() -> dict[str, str]:
+    packages = ("torch", "open_clip_torch", "numpy", "scipy", "scikit-image", "scikit-learn")
+    return {"python": platform.python_version(), "ppad": __version__, **{name: version(name) for name in packages}}
+
+
+def _check_previous(out: Path, identity: dict) -> None:
+    manifest = out / MANIFEST_FILE
+    if not manifest.is_file():
+        return
+    previous = read_json(manifest)
+    changed = [key for key, value in identity.items() if previous.get(key) != value]
+    if changed:
+        raise RunConflictError(
+            f"{out} already holds a run with different {', '.join(changed)}; "
+            "choose a new --out folder (runs are resumed only with identical settings)"
+        )
+
+
+def train_run(
+    data: str | Path | DatasetIndex,
+    out: str | Path,
+    backbone: str | Path = TINY,
+    architecture: str | None = None,
+    settings: TrainSettings = TrainSettings(),
+    config: PPADConfig = PPADConfig(),
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Train PPAD prompts into ``out``; an interrupted run with the same settings is resumed.
+
+    Model selection uses only the validation split: held-out training normals, each also
+    with a SAS anomaly. The test split is never read here.
+    """
+    out = Path(out)
+    index = data if isinstance(data, DatasetIndex) else discover(data)
+    split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
+    model = PPADModel(load_backbone(backbone, architecture, resolve_device(device)), config)
+    identity = {
+        "settings": settings.to_dict(),
+        "model": config.to_dict(),
+        "backbone_fingerprint": model.backbone.fingerprint,
+        "split": split.to_dict(),
+    }
+    _check_previous(out, identity)
+
+    support = load_images(split.support, model.preprocessing, "reading support set", progress)
+    held_out = load_images(split.validation, model.preprocessing, "reading validation normals", progress)
+    unreadable = support.failures + held_out.failures
+    for failure in unreadable:
+        log.warning("skipped unreadable image %s", failure)
+    if not support.paths:
+        raise ValueError("none of the support images could be read")
+    validation = None
+    if held_out.paths:
+        region_masks = model.regions.pixel_masks(config.image_size)
+        validation = validation_batch(held_out.images, region_masks, get_synthesis(settings.synthesis), settings.seed)
+    else:
+        log.warning("no held-out normals for validation: the last epoch is kept (add normals beyond --shots)")
+
+    manifest = {
+        **identity,
+        "ppad_version": __version__,
+        "command": sys.argv,
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "device": str(model.device),
+        "backbone": {"source": model.backbone.source, "architecture": model.backbone.architecture.name},
+        "data": index.summary(),
+        "validation": {
+            "normals": len(held_out.paths),
+            "synthetic_anomalies": len(held_out.paths),
+            "source": "held-out training normals + SAS anomalies on them (never the test split)",
+        },
+        "unreadable": [{"path": str(f.path), "error": f.problem} for f in unreadable],
+        "versions": software_versions(),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_run_config(out, model)
+    write_json(out / MANIFEST_FILE, manifest)
+    result = fit(model, support.images, validation, settings, out, progress)
+    manifest.update(result=result, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    write_json(out / MANIFEST_FILE, manifest)
+    return manifest
