@@ -21,8 +21,9 @@ from safetensors.torch import load_file as load_safetensors
 
 from ppad.backbones.architectures import ARCHITECTURES, Architecture
 
-# Metadata that OpenAI's TorchScript archives carry next to the weights.
-OPENAI_METADATA_KEYS = ("input_resolution", "context_length", "vocab_size")
+# Entries that are not weights: metadata in OpenAI's TorchScript archives, and the text causal
+# mask that traced/scripted exports include although it is derived from the context length.
+NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
@@ -74,7 +75,7 @@ def _flatten(raw: object, path: Path) -> dict[str, torch.Tensor]:
         if not isinstance(value, torch.Tensor):
             raise CheckpointError(path, f"entry {key!r} is a {type(value).__name__}, not a tensor")
         name = key.removeprefix("module.")
-        if name not in OPENAI_METADATA_KEYS:
+        if name not in NON_WEIGHT_KEYS:
             state[name] = value
     return state
 

@@ -65,9 +65,11 @@ class StructurePreservingSynthesis:
             raise RuntimeError("SAS could not draw a mask thicker than its boundary")
         weight = float(rng.choice(self.weights))
         gamma = gamma_map(distance, weight)
-        base = np.clip(image, 0.0, 1.0).astype(np.float32)
+        out = np.clip(image, 0.0, 1.0).astype(np.float32)
+        changed = gamma != 1.0  # γ = 1 leaves pixels bit-identical
+        out[changed] = np.power(out[changed], gamma[changed])
         return SynthesisResult(
-            image=np.power(base, gamma, dtype=np.float32),
+            image=out,
             mask=mask,
             params={"w": weight, "center": center, "diameter": diameter, "gamma": gamma},
         )

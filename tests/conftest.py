@@ -1,0 +1,39 @@
+"""Shared fixtures: a tiny CLIP saved and reloaded through the real loading path, demo data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Generated weights go to a per-session folder, never the user's ~/.cache."""
+    cache = tmp_path_factory.mktemp("ppad-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PPAD_CACHE", str(cache))
+    yield cache
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def backbone():
+    from ppad.backbones import load_backbone
+
+    return load_backbone("tiny")
+
+
+@pytest.fixture(scope="session")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from ppad.data import write_demo_dataset
+
+    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=24, n_test_normal=10, n_test_abnormal=10, seed=3)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
+
+from ppad.backbones import Preprocessing
+from ppad.data import ImageReadError, LayoutError, discover, draw_few_shot, load_images, read_image
+
+
+def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope=1.0, intercept=0.0, window=None) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
+    ds.Rows, ds.Columns = pixels.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
+    if window:
+        ds.WindowCenter, ds.WindowWidth = window
+    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+RAMP = np.tile(np.arange(0, 1000, 10, dtype=np.uint16), (20, 1))  # 20 x 100, values 0..990
+
+
+def test_8_bit_png_is_divided_by_255(tmp_path):
+    pixels = np.array([[0, 51], [204, 255]], dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    np.testing.assert_allclose(read_image(tmp_path / "a.png"), pixels / 255.0, rtol=1e-6)
+
+
+def test_16_bit_png_uses_the_full_16_bit_range(tmp_path):
+    pixels = np.array([[0, 1000], [32768, 65535]], dtype=np.uint16)
+    Image.fromarray(pixels).save(tmp_path / "b.png")
+    image = read_image(tmp_path / "b.png")
+    assert image.dtype == np.float32
+    np.testing.assert_allclose(image, pixels / 65535.0, rtol=1e-6)
+
+
+def test_rgb_image_becomes_luminance(tmp_path):
+    rgb = np.zeros((4, 4, 3), dtype=np.uint8)
+    rgb[..., 0] = 255  # pure red → ITU-R 601 luma 0.299
+    Image.fromarray(rgb).save(tmp_path / "c.jpg", quality=100)
+    Image.fromarray(rgb).save(tmp_path / "c.png")
+    assert read_image(tmp_path / "c.png").shape == (4, 4)
+    np.testing.assert_allclose(read_image(tmp_path / "c.png"), 76 / 255, atol=1e-6)
+    assert abs(read_image(tmp_path / "c.jpg").mean() - 0.299) < 0.02
+
+
+def test_truncated_png_is_a_named_error(tmp_path):
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(tmp_path / "full.png")
+    data = (tmp_path / "full.png").read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ImageReadError, match=r"cut\.png: cannot be decoded"):
+        read_image(tmp_path / "cut.png")
+
+
+def test_non_image_file_is_a_named_error(tmp_path):
+    (tmp_path / "notes.png").write_text("these are not pixels")
+    with pytest.raises(ImageReadError, match=r"notes\.png"):
+        read_image(tmp_path / "notes.png")
+    with pytest.raises(ImageReadError, match="no such file"):
+        read_image(tmp_path / "missing.png")
+
+
+def test_monochrome1_dicom_is_inverted(tmp_path):
+    mono2 = read_image(write_dicom(tmp_path / "m2.dcm", RAMP, "MONOCHROME2"))
+    mono1 = read_image(write_dicom(tmp_path / "m1.dcm", RAMP, "MONOCHROME1"))
+    assert mono2[0, 0] == 0 and mono2[0, -1] == 1
+    np.testing.assert_allclose(mono1, 1 - mono2, atol=1e-6)
+
+
+def test_dicom_rescale_and_window_are_applied(tmp_path):
+    # modality LUT: HU = 2 * raw - 1000 → -1000..980; window centre 0, width 400 → [-200, 200]
+    image = read_image(write_dicom(tmp_path / "w.dcm", RAMP, slope=2.0, intercept=-1000.0, window=(0, 400)))
+    hu = 2.0 * RAMP[0] - 1000
+    assert (image[0, hu <= -200] == 0).all() and (image[0, hu >= 200] == 1).all()
+    inside = (hu > -150) & (hu < 150)
+    assert np.all(np.diff(image[0, inside]) > 0)  # a linear ramp inside the window
+
+
+def test_suffixless_dicom_is_detected_by_magic(tmp_path):
+    path = write_dicom(tmp_path / "IMG0001", RAMP)
+    assert read_image(path).shape == RAMP.shape
+
+
+def test_preprocessing_pad_versus_crop():
+    wide = np.ones((100, 200), dtype=np.float32)
+    padded = Preprocessing(image_size=64, resize_mode="pad").resize(wide)
+    cropped = Preprocessing(image_size=64, resize_mode="crop").resize(wide)
+    assert padded.shape == cropped.shape == (64, 64)
+    assert padded[:8].max() < 0.05 and padded[32, :].min() > 0.95  # black bands top and bottom
+    assert cropped.min() > 0.99
+
+
+def _png(path: Path, value: int = 100) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.full((32, 32), value, dtype=np.uint8)).save(path)
+    return path
+
+
+def test_squid_layout_is_discovered(tmp_path):
+    for i in range(3):
+        _png(tmp_path / "train" / "normal_256" / f"n{i}.png")
+    _png(tmp_path / "test" / "normal_256" / "t0.png")
+    _png(tmp_path / "test" / "pneumonia_256" / "p0.png")
+    _png(tmp_path / "test" / "pneumonia_256" / "p1.png")
+    index = discover(tmp_path)
+    assert index.summary() == {"root": str(tmp_path), "layout": "split-folders", "train_normals": 3, "test_normal": 1, "test_abnormal": 2}
+
+
+def test_flat_layout_and_csv_manifest(tmp_path):
+    _png(tmp_path / "flat" / "normal" / "a.png")
+    _png(tmp_path / "flat" / "abnormal" / "b.png")
+    flat = discover(tmp_path / "flat")
+    assert flat.layout == "flat-folders" and len(flat.train_normals) == 1 and len(flat.test) == 2
+    manifest = tmp_path / "list.csv"
+    manifest.write_text("path,label,split\nflat/normal/a.png,normal,train\nflat/abnormal/b.png,1,test\n")
+    index = discover(manifest)
+    assert [p.name for p in index.train_normals] == ["a.png"]
+    assert [(t.path.name, t.label) for t in index.test] == [("b.png", 1)]
+    manifest.write_text("path,label\nflat/normal/a.png,maybe\n")
+    with pytest.raises(LayoutError, match=r"list\.csv:2: bad label 'maybe'"):
+        discover(manifest)
+
+
+def test_empty_folder_says_what_was_expected(tmp_path):
+    with pytest.raises(LayoutError, match="expected class folders"):
+        discover(tmp_path)
+
+
+def test_few_shot_draw_is_seeded_and_disjoint(tmp_path):
+    pool = [tmp_path / f"{i:03d}.png" for i in range(50)]
+    a = draw_few_shot(pool, 10, 20, seed=1)
+    assert a == draw_few_shot(list(reversed(pool)), 10, 20, seed=1)
+    assert a != draw_few_shot(pool, 10, 20, seed=2)
+    assert len(a.support) == 10 and len(a.validation) == 20
+    assert not set(a.support) & set(a.validation)
+    with pytest.raises(ValueError, match="only 50"):
+        draw_few_shot(pool, 64, 0, seed=0)
+
+
+def test_loading_reports_bad_files_and_keeps_the_rest(tmp_path):
+    good = [_png(tmp_path / f"g{i}.png", 10 * i) for i in range(3)]
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG broken")
+    loaded = load_images([good[0], bad, good[1], good[2]], Preprocessing(image_size=32), progress=False)
+    assert loaded.paths == good and loaded.images.shape == (3, 32, 32)
+    assert [f.path for f in loaded.failures] == [bad]
+    np.testing.assert_allclose(loaded.images[:, 16, 16], [0, 10 / 255, 20 / 255], atol=1e-5)
