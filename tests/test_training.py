@@ -1,0 +1,125 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from safetensors import safe_open
+
+import ppad.training.loop as loop
+from ppad.backbones import get_architecture, load_backbone, save_openai_state_dict
+from ppad.data import discover, load_images
+from ppad.data.batches import validation_batch
+from ppad.methods import BackboneMismatchError, PPADConfig, PPADModel, load_run
+from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE
+from ppad.scoring import predict_views
+from ppad.synthesis import get_synthesis
+from ppad.training import RunConflictError, TrainSettings, train_run
+
+SMALL = TrainSettings(shots=8, epochs=3, batch_size=4, lr=0.01, validation_size=6, seed=1)
+
+
+def test_prompts_learn_a_fixed_batch(backbone, demo_data):
+    """Gradients, loss and optimiser are wired so that the prompts can fit labelled images."""
+    torch.manual_seed(0)
+    model = PPADModel(backbone, PPADConfig(n_ctx=4))
+    index = discover(demo_data)
+    items = index.test[:4] + index.test[-4:]
+    images = load_images([i.path for i in items], model.preprocessing, progress=False).images
+    x = model.preprocessing.normalize(torch.from_numpy(images))
+    y = torch.tensor([float(i.label) for i in items])
+    region = torch.arange(8) % len(model.regions)
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.05, momentum=0.9)
+    losses = []
+    for _ in range(150):
+        loss = F.binary_cross_entropy_with_logits(model(x, region), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert min(losses[-10:]) < 0.85 * losses[0]  # broken gradients or loss wiring stay at ~1.0×
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, demo_data):
+    run_dir = tmp_path_factory.mktemp("run") / "run"
+    manifest = train_run(demo_data, run_dir, "tiny", settings=SMALL, config=PPADConfig(n_ctx=4), device="cpu", progress=False)
+    return run_dir, manifest
+
+
+def test_run_folder_holds_small_prompts_and_a_manifest(trained):
+    run_dir, manifest = trained
+    history = manifest["result"]["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    best = max(history, key=lambda h: h["val_auc"])  # first best wins ties
+    assert manifest["result"]["best_epoch"] == best["epoch"]
+    assert manifest["validation"]["normals"] == 6 and len(manifest["split"]["support"]) == 8
+    assert not set(manifest["split"]["support"]) & set(manifest["split"]["validation"])
+    with safe_open(str(run_dir / PROMPT_FILES["best"]), framework="pt") as handle:
+        assert set(handle.keys()) == {"text_prompt.ctx", "image_prompt.patches"}
+        assert handle.metadata()["fingerprint"] == load_backbone("tiny").fingerprint
+    assert (run_dir / PROMPT_FILES["best"]).stat().st_size < 100_000  # prompts, not the backbone
+
+
+def test_reloaded_run_scores_like_the_trained_prompts(trained, demo_data):
+    run_dir, _ = trained
+    model = load_run(run_dir, checkpoint="last")
+    state = torch.load(run_dir / STATE_FILE, weights_only=True)
+    for name, tensor in state["prompts"].items():
+        torch.testing.assert_close(model.prompt_state_dict()[name], tensor)
+    images = np.random.default_rng(0).random((2, 224, 224)).astype(np.float32)
+    np.testing.assert_allclose(predict_views(model, images), predict_views(load_run(run_dir, checkpoint="last"), images))
+
+
+def test_prompts_refuse_a_different_backbone(trained, tmp_path):
+    run_dir, _ = trained
+    other = save_openai_state_dict(get_architecture("tiny").build_random(seed=99), tmp_path / "other.pt")
+    with pytest.raises(BackboneMismatchError, match="fingerprint"):
+        load_run(run_dir, backbone=other)
+
+
+def test_same_folder_with_other_settings_is_refused(trained, demo_data):
+    run_dir, _ = trained
+    changed = TrainSettings(**{**SMALL.to_dict(), "lr": 0.5})
+    with pytest.raises(RunConflictError, match="settings"):
+        train_run(demo_data, run_dir, "tiny", settings=changed, config=PPADConfig(n_ctx=4), device="cpu", progress=False)
+
+
+def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, tmp_path, monkeypatch):
+    index = discover(demo_data)
+    settings = TrainSettings(shots=6, epochs=3, batch_size=3, lr=0.01, validation_size=4, seed=2)
+
+    def fresh_model():
+        torch.manual_seed(0)
+        return PPADModel(backbone, PPADConfig(n_ctx=4))
+
+    model = fresh_model()
+    support = load_images(index.train_normals[:6], model.preprocessing, progress=False).images
+    validation = validation_batch(
+        load_images(index.train_normals[6:10], model.preprocessing, progress=False).images,
+        model.regions.pixel_masks(224),
+        get_synthesis("sas"),
+        seed=2,
+    )
+    straight = loop.fit(model, support, validation, settings, tmp_path / "a", progress=False)
+
+    original = loop._validation_auc
+    calls = {"n": 0}
+
+    def interrupt_in_third_epoch(*args):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return original(*args)
+
+    monkeypatch.setattr(loop, "_validation_auc", interrupt_in_third_epoch)
+    with pytest.raises(KeyboardInterrupt):
+        loop.fit(fresh_model(), support, validation, settings, tmp_path / "b", progress=False)
+    monkeypatch.setattr(loop, "_validation_auc", original)
+    resumed_model = fresh_model()
+    resumed = loop.fit(resumed_model, support, validation, settings, tmp_path / "b", progress=False)
+    assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
+    for a, b in zip(straight["history"], resumed["history"]):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    for name, tensor in model.prompt_state_dict().items():
+        torch.testing.assert_close(resumed_model.prompt_state_dict()[name], tensor, rtol=1e-5, atol=1e-6)
