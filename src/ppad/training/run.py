@@ -70,7 +70,9 @@ def train_run(
     out = Path(out)
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
-    model = PPADModel(load_backbone(backbone, architecture, resolve_device(device)), config)
+    loaded = load_backbone(backbone, architecture, resolve_device(device))
+    torch.manual_seed(settings.seed)  # prompt initialisation
+    model = PPADModel(loaded, config)
     identity = {
         "settings": settings.to_dict(),
         "model": config.to_dict(),
