@@ -73,15 +73,22 @@ class ClipBackbone(nn.Module):
         """[B, 3, H, W] normalised images → [B, N, width] patch embeddings (row-major)."""
         return self.clip.visual.conv1(images).flatten(2).transpose(1, 2)
 
-    def encode_patch_embeddings(self, patches: torch.Tensor) -> torch.Tensor:
-        """Class token + positional embedding + transformer + projection → [B, D] features."""
+    def visual_tokens(self, patches: torch.Tensor) -> torch.Tensor:
+        """Prepend the class token and add the (resampled) positional embedding → [B, 1+N, W]."""
         visual = self.clip.visual
         grid = math.isqrt(patches.shape[1])
         cls = visual.class_embedding.to(patches.dtype).expand(patches.shape[0], 1, -1)
-        tokens = torch.cat([cls, patches], dim=1) + self._positional_embedding(grid).to(patches.dtype)
-        tokens = visual.transformer(visual.ln_pre(tokens))
-        pooled, _ = visual._pool(tokens)
-        return pooled @ visual.proj
+        return torch.cat([cls, patches], dim=1) + self._positional_embedding(grid).to(patches.dtype)
+
+    def visual_head(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Transformer output tokens → [B, D] projected image features."""
+        pooled, _ = self.clip.visual._pool(tokens)
+        return pooled @ self.clip.visual.proj
+
+    def encode_patch_embeddings(self, patches: torch.Tensor) -> torch.Tensor:
+        """Class token + positional embedding + transformer + projection → [B, D] features."""
+        visual = self.clip.visual
+        return self.visual_head(visual.transformer(visual.ln_pre(self.visual_tokens(patches))))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_patch_embeddings(self.patch_embeddings(images))
@@ -103,12 +110,16 @@ class ClipBackbone(nn.Module):
     def token_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor:
         return self.clip.token_embedding(token_ids)
 
+    def text_head(self, tokens: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+        """Transformer output tokens → [P, D] text features taken at each EOT position."""
+        tokens = self.clip.ln_final(tokens)
+        return tokens[torch.arange(tokens.shape[0], device=tokens.device), eot_index] @ self.clip.text_projection
+
     def encode_token_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
-        """[P, L, width] token embeddings → [P, D] text features taken at each EOT position."""
+        """[P, L, width] token embeddings → [P, D] text features."""
         clip = self.clip
         x = embeddings + clip.positional_embedding.to(embeddings.dtype)
-        x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))
-        return x[torch.arange(x.shape[0], device=x.device), eot_index] @ clip.text_projection
+        return self.text_head(clip.transformer(x, attn_mask=clip.attn_mask), eot_index)
 
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
         eot_index = (token_ids == self.tokenizer.eot_token_id).int().argmax(dim=-1)

@@ -12,7 +12,7 @@ from ppad.backbones import ARCHITECTURES, TINY, CheckpointError
 from ppad.backbones.preprocessing import RESIZE_MODES
 from ppad.data import ImageReadError, LayoutError, discover, list_images
 from ppad.io import read_json
-from ppad.methods import BackboneMismatchError, PPADConfig, load_run
+from ppad.methods import METHODS, BackboneMismatchError, get_method, load_run
 from ppad.methods.checkpoint import MANIFEST_FILE, PROMPT_FILES
 from ppad.scoring import evaluate, format_metrics, score_files, write_evaluation
 from ppad.training import RunConflictError, TrainSettings, resolve_device, train_run
@@ -42,6 +42,7 @@ def cli() -> None:
 
 
 @cli.command()
+@click.option("--method", type=click.Choice(list(METHODS)), default="ppad", show_default=True, help="Detection method.")
 @click.option("--backbone", default=TINY, show_default=True, help="CLIP weights (.pt state dict, OpenAI JIT, open_clip, safetensors) or 'tiny'.")
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default=None, help="Backbone layout; recognised from the weights if omitted.")
 @click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest.")
@@ -52,22 +53,29 @@ def cli() -> None:
 @click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule).")
 @click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
 @click.option("--val-size", default=64, show_default=True, help="Held-out normals for model selection (each also with a SAS anomaly).")
-@click.option("--n-ctx", default=16, show_default=True, help="Learnable context vectors.")
+@click.option("--n-ctx", type=int, default=None, help="Learnable context vectors [method default: 16; MaPLe 2].")
 @click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
 @click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
 @click.option("--image-size", default=224, show_default=True)
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop.")
 @device_option
 @quiet_option
-def train(backbone, arch, data, out, shots, epochs, batch_size, lr, seed, val_size, n_ctx, class_specific, classes, image_size, resize, device, quiet) -> None:
-    """Learn PPAD prompts from k normal images (resumes an interrupted run in --out)."""
+def train(method, backbone, arch, data, out, shots, epochs, batch_size, lr, seed, val_size, n_ctx, class_specific, classes, image_size, resize, device, quiet) -> None:
+    """Learn prompts from k normal images (resumes an interrupted run in --out)."""
     words = tuple(word.strip() for word in classes.split(","))
     settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, seed=seed)
-    config = PPADConfig(classes=words, n_ctx=n_ctx, class_specific=class_specific, image_size=image_size, resize_mode=resize)
-    manifest = _run_safely(lambda: train_run(data, out, backbone, arch, settings, config, device, progress=not quiet))
+    config = get_method(method).config(
+        classes=words, n_ctx=n_ctx, class_specific=class_specific or None, image_size=image_size, resize_mode=resize
+    )
+    manifest = _run_safely(lambda: train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet))
     result = manifest["result"]
     best = result["best_val_auc"]
-    chosen = f"epoch {result['best_epoch']} (validation AUC {best:.3f})" if best is not None else "the last epoch"
+    if not result["history"]:
+        chosen = "no training (zero-shot)" + (f", validation AUC {best:.3f}" if best is not None else "")
+    elif best is None:
+        chosen = "the last epoch"
+    else:
+        chosen = f"epoch {result['best_epoch']} (validation AUC {best:.3f})"
     click.echo(f"trained {out}: kept {chosen}; prompts in {out / PROMPT_FILES['best']}")
 
 

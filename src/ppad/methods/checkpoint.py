@@ -20,7 +20,8 @@ from safetensors.torch import save_file
 from ppad import __version__
 from ppad.backbones import ClipBackbone, load_backbone
 from ppad.io import atomic_write, read_json, write_json
-from ppad.methods.ppad import PPADConfig, PPADModel
+from ppad.methods.base import PromptDetector
+from ppad.methods.registry import get_method
 
 CONFIG_FILE = "config.json"
 MANIFEST_FILE = "manifest.json"
@@ -32,13 +33,13 @@ class BackboneMismatchError(ValueError):
     """Prompts trained on one backbone offered to another."""
 
 
-def save_prompts(model: PPADModel, path: str | Path) -> Path:
+def save_prompts(model: PromptDetector, path: str | Path) -> Path:
     state = {name: tensor.to("cpu").contiguous() for name, tensor in model.prompt_state_dict().items()}
     metadata = {"fingerprint": model.backbone.fingerprint, "ppad_version": __version__}
     return atomic_write(path, lambda tmp: save_file(state, str(tmp), metadata=metadata))
 
 
-def write_run_config(run_dir: str | Path, model: PPADModel, method: str = "ppad") -> Path:
+def write_run_config(run_dir: str | Path, model: PromptDetector, method: str) -> Path:
     backbone = model.backbone
     return write_json(
         Path(run_dir) / CONFIG_FILE,
@@ -72,7 +73,7 @@ def check_fingerprint(expected: str, backbone: ClipBackbone, what: str) -> None:
         )
 
 
-def load_prompts(model: PPADModel, path: str | Path) -> None:
+def load_prompts(model: PromptDetector, path: str | Path) -> None:
     """Load prompt tensors into ``model`` after checking they belong to its backbone."""
     path = Path(path)
     if not path.is_file():
@@ -89,8 +90,8 @@ def load_run(
     backbone: str | Path | ClipBackbone | None = None,
     checkpoint: str = "best",
     device: str | torch.device = "cpu",
-) -> PPADModel:
-    """Rebuild a trained model from a run folder.
+) -> PromptDetector:
+    """Rebuild a trained model (of the run's method) from a run folder.
 
     ``backbone`` overrides the recorded weights path (e.g. after moving the file); the weights
     must still hash to the recorded fingerprint.
@@ -102,6 +103,7 @@ def load_run(
     if not isinstance(backbone, ClipBackbone):
         backbone = load_backbone(backbone or recorded["source"], recorded["architecture"], device)
     check_fingerprint(recorded["fingerprint"], backbone, f"the prompts in {run_dir}")
-    model = PPADModel(backbone, PPADConfig.from_dict(config["model"]))
+    method = get_method(config["method"])
+    model = method.build(backbone, method.config_from_dict(config["model"]))
     load_prompts(model, Path(run_dir) / PROMPT_FILES[checkpoint])
     return model.eval()

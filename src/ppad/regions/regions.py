@@ -86,7 +86,9 @@ PPAD_REGIONS = RegionSet(
     ),
 )
 
-REGION_SETS: dict[str, RegionSet] = {PPAD_REGIONS.name: PPAD_REGIONS}
+WHOLE_IMAGE = RegionSet(name="whole", regions=(Region(""),))
+
+REGION_SETS: dict[str, RegionSet] = {region_set.name: region_set for region_set in (PPAD_REGIONS, WHOLE_IMAGE)}
 
 
 def get_region_set(name: str) -> RegionSet:

@@ -9,7 +9,7 @@ import numpy as np
 
 from ppad.data.layouts import DatasetIndex
 from ppad.io import write_json
-from ppad.methods.ppad import PPADModel
+from ppad.methods.base import PromptDetector
 from ppad.metrics import bootstrap_auc_ci, classification_metrics
 from ppad.scoring.scorer import ScoreReport, score_files
 
@@ -23,7 +23,7 @@ class Evaluation:
 
 
 def evaluate(
-    model: PPADModel,
+    model: PromptDetector,
     index: DatasetIndex,
     exclude: set[Path] = frozenset(),
     batch_size: int = 32,

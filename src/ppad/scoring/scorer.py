@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 from ppad.data.loading import load_images
 from ppad.data.readers import ImageReadError
 from ppad.io import atomic_write, write_json
-from ppad.methods.ppad import PPADModel
+from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.scoring.rule import aggregate_views
 
@@ -24,7 +24,7 @@ def view_column(name: str) -> str:
     return "p_" + (name.replace(" ", "_") if name else "whole_image")
 
 
-def predict_views(model: PPADModel, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
+def predict_views(model: PromptDetector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """[N, S, S] images in [0, 1] → [N, R] abnormal probability per view (text features cached)."""
     results = [np.zeros((0, len(model.regions)), dtype=np.float32)]
     with model.inference():
@@ -81,7 +81,7 @@ class ScoreReport:
         )
 
 
-def score_files(model: PPADModel, paths: list[Path], batch_size: int = 32, progress: bool = True) -> ScoreReport:
+def score_files(model: PromptDetector, paths: list[Path], batch_size: int = 32, progress: bool = True) -> ScoreReport:
     """Score files in order; unreadable ones are collected in ``failures`` and skipped."""
     kept, probabilities, failures = [], [np.zeros((0, len(model.regions)), dtype=np.float32)], []
     chunks = range(0, len(paths), READ_CHUNK)

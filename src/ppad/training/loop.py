@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ppad.data.batches import SyntheticBatch, synthesize_batch
 from ppad.io import atomic_write
 from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
-from ppad.methods.ppad import PPADModel
+from ppad.methods.base import PromptDetector
 from ppad.scoring.rule import aggregate_views
 from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
@@ -40,12 +40,12 @@ class TrainSettings:
         return asdict(self)
 
 
-def _validation_auc(model: PPADModel, validation: SyntheticBatch, batch_size: int) -> float:
+def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_size: int) -> float:
     views = predict_views(model, validation.images, batch_size)
     return float(roc_auc_score(validation.labels, aggregate_views(views, model.config.eta)))
 
 
-def _save_state(path: Path, model: PPADModel, optimizer, scheduler, epoch: int, history: list, best: dict) -> None:
+def _save_state(path: Path, model: PromptDetector, optimizer, scheduler, epoch: int, history: list, best: dict) -> None:
     state = {
         "prompts": {k: v.cpu() for k, v in model.prompt_state_dict().items()},
         "optimizer": optimizer.state_dict(),
@@ -58,7 +58,7 @@ def _save_state(path: Path, model: PPADModel, optimizer, scheduler, epoch: int, 
 
 
 def fit(
-    model: PPADModel,
+    model: PromptDetector,
     support: np.ndarray,
     validation: SyntheticBatch | None,
     settings: TrainSettings,
@@ -71,6 +71,11 @@ def fit(
     same regions and anomalies as an uninterrupted one. Returns the history and best epoch.
     """
     run_dir = Path(run_dir)
+    if not model.trainable:  # zero-shot: nothing to learn; validated once for the record
+        val_auc = _validation_auc(model, validation, settings.batch_size) if validation is not None else None
+        for name in PROMPT_FILES.values():
+            save_prompts(model, run_dir / name)
+        return {"history": [], "best_epoch": 0, "best_val_auc": val_auc}
     state_path = run_dir / STATE_FILE
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)

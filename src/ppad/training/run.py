@@ -17,7 +17,8 @@ from ppad.data import DatasetIndex, discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
 from ppad.io import read_json, write_json
 from ppad.methods.checkpoint import MANIFEST_FILE, write_run_config
-from ppad.methods.ppad import PPADConfig, PPADModel
+from ppad.methods.base import DetectorConfig
+from ppad.methods.registry import get_method
 from ppad.synthesis import get_synthesis
 from ppad.training.loop import TrainSettings, fit
 
@@ -58,22 +59,28 @@ def train_run(
     backbone: str | Path = TINY,
     architecture: str | None = None,
     settings: TrainSettings = TrainSettings(),
-    config: PPADConfig = PPADConfig(),
+    config: DetectorConfig | None = None,
+    method: str = "ppad",
     device: str = "auto",
     progress: bool = True,
 ) -> dict:
-    """Train PPAD prompts into ``out``; an interrupted run with the same settings is resumed.
+    """Train a method's prompts into ``out``; an interrupted run with the same settings is resumed.
+
+    ``config`` defaults to the method's own defaults (see :data:`ppad.methods.METHODS`).
 
     Model selection uses only the validation split: held-out training normals, each also
     with a SAS anomaly. The test split is never read here.
     """
     out = Path(out)
+    spec = get_method(method)
+    config = config or spec.defaults
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
     loaded = load_backbone(backbone, architecture, resolve_device(device))
     torch.manual_seed(settings.seed)  # prompt initialisation
-    model = PPADModel(loaded, config)
+    model = spec.build(loaded, config)
     identity = {
+        "method": method,
         "settings": settings.to_dict(),
         "model": config.to_dict(),
         "backbone_fingerprint": model.backbone.fingerprint,
@@ -112,7 +119,7 @@ def train_run(
         "versions": software_versions(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    write_run_config(out, model)
+    write_run_config(out, model, method)
     write_json(out / MANIFEST_FILE, manifest)
     result = fit(model, support.images, validation, settings, out, progress)
     manifest.update(result=result, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
