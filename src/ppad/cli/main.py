@@ -7,14 +7,18 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from ppad.backbones import ARCHITECTURES, TINY, CheckpointError
-from ppad.backbones.preprocessing import RESIZE_MODES
-from ppad.data import ImageReadError, LayoutError, discover, list_images
+from ppad.backbones.preprocessing import RESIZE_MODES, Preprocessing
+from ppad.data import ImageReadError, LayoutError, discover, list_images, read_image
+from ppad.data.synthetic import chest_like
 from ppad.io import read_json
 from ppad.methods import METHODS, BackboneMismatchError, get_method, load_run
 from ppad.methods.checkpoint import MANIFEST_FILE, PROMPT_FILES
 from ppad.scoring import evaluate, format_metrics, score_files, write_evaluation
+from ppad.synthesis import SYNTHESIS_TASKS, get_synthesis
+from ppad.synthesis.preview import write_synthesis_grid
 from ppad.training import RunConflictError, TrainSettings, resolve_device, train_run
 
 USER_ERRORS = (CheckpointError, ImageReadError, LayoutError, BackboneMismatchError, RunConflictError, FileNotFoundError, ValueError, KeyError)
@@ -136,6 +140,29 @@ def evaluate_command(run_dir, data, out, backbone, checkpoint, batch_size, boots
         if result.excluded:
             click.echo(f"left out {len(result.excluded)} test images the run trained or validated on")
         click.echo(f"metrics → {files['metrics']}")
+
+    _run_safely(action)
+
+
+@cli.command(name="synth-preview")
+@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Image to draw on; a generated radiograph by default.")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("synthesis-preview.png"), show_default=True)
+@click.option("--methods", default=",".join(SYNTHESIS_TASKS), show_default=True, help="Comma-separated synthesis names.")
+@click.option("--seeds", default=4, show_default=True, help="Draws per method (columns).")
+@click.option("--size", default=224, show_default=True, help="Image side in pixels.")
+def synth_preview(image, out, methods, seeds, size) -> None:
+    """A PNG grid showing every synthesis method on the same image (mask outlines in red)."""
+
+    def action() -> None:
+        preprocessing = Preprocessing(image_size=size)
+        rng = np.random.default_rng(0)
+        sources = np.stack([preprocessing.resize(chest_like(rng, size)[0]) for _ in range(4)])
+        base = preprocessing.resize(read_image(image)) if image else sources[0]
+        names = [name.strip() for name in methods.split(",") if name.strip()]
+        for name in names:
+            get_synthesis(name)  # unknown names fail before any drawing
+        path = write_synthesis_grid(out, base, names, seeds, sources[1:], np.ones((size, size), dtype=bool))
+        click.echo(f"wrote {path} ({len(names)} methods × {seeds} draws)")
 
     _run_safely(action)
 

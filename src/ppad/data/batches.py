@@ -33,7 +33,8 @@ def synthesize_batch(
     labels: np.ndarray | None = None,
 ) -> SyntheticBatch:
     """Give each image a random region; with probability ``p_anomaly`` (or where ``labels`` is 1)
-    synthesise an anomaly inside that region."""
+    synthesise an anomaly inside that region. An image the task left unchanged (an empty mask,
+    e.g. the identity task) is labelled normal."""
     count = len(images)
     region_index = rng.integers(0, len(region_masks), size=count)
     if labels is None:
@@ -44,7 +45,7 @@ def synthesize_batch(
     for i in np.flatnonzero(labels):
         result = task(out[i], region_masks[region_index[i]], rng)
         out[i], masks[i] = result.image, result.mask
-    return SyntheticBatch(out, region_index.astype(np.int64), labels.astype(np.float32), masks)
+    return SyntheticBatch(out, region_index.astype(np.int64), masks.any(axis=(1, 2)).astype(np.float32), masks)
 
 
 def validation_batch(normals: np.ndarray, region_masks: np.ndarray, task: SynthesisTask, seed: int) -> SyntheticBatch:

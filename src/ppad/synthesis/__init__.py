@@ -1,26 +1,66 @@
-"""Anomaly synthesis tasks behind one interface, found by name."""
+"""Anomaly synthesis tasks behind one interface, found by name.
+
+Tasks that borrow from other normal images (FPI, PII, cut-paste from a support image) take
+them as ``sources``; training passes the support set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
 
 from ppad.synthesis.base import SynthesisResult, SynthesisTask, sample_pixel
+from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, RadialDeformation
+from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchInterpolation, estimate_lung_fields
+from ppad.synthesis.poisson import PoissonImageInterpolation
 from ppad.synthesis.sas import PAPER_GAMMA_WEIGHTS, StructurePreservingSynthesis, boundary_distance, gamma_map
 
-SYNTHESIS_TASKS: dict[str, type] = {"sas": StructurePreservingSynthesis}
+Sources = np.ndarray | None
+MEDICLIP_TASKS = ("cutpaste-support", "gaussian-intensity", "source", "sink")
+
+SYNTHESIS_TASKS: dict[str, Callable[[Sources], SynthesisTask]] = {
+    "sas": lambda sources: StructurePreservingSynthesis(),
+    "fpi": lambda sources: ForeignPatchInterpolation(sources=sources),
+    "pii": lambda sources: PoissonImageInterpolation(sources=sources),
+    "cutpaste": lambda sources: CutPaste(),
+    "cutpaste-scar": lambda sources: CutPaste(scar=True, name="cutpaste-scar"),
+    "cutpaste-support": lambda sources: CutPaste(from_support=True, sources=sources, name="cutpaste-support"),
+    "anatpaste": lambda sources: AnatPaste(),
+    "gaussian-intensity": lambda sources: GaussianIntensityChange(),
+    "source": lambda sources: RadialDeformation(kind="source", name="source"),
+    "sink": lambda sources: RadialDeformation(kind="sink", name="sink"),
+    "identity": lambda sources: Identity(),
+    "mediclip": lambda sources: Mixture(tuple(get_synthesis(name, sources) for name in MEDICLIP_TASKS), name="mediclip"),
+}
 
 
-def get_synthesis(name: str) -> SynthesisTask:
-    """A synthesis task with its default settings, by name."""
+def get_synthesis(name: str, sources: Sources = None) -> SynthesisTask:
+    """A synthesis task with its default settings, by name; ``sources`` = other normal images."""
     try:
-        return SYNTHESIS_TASKS[name]()
+        factory = SYNTHESIS_TASKS[name]
     except KeyError:
-        raise KeyError(f"unknown synthesis {name!r}; known: {', '.join(sorted(SYNTHESIS_TASKS))}") from None
+        raise KeyError(f"unknown synthesis {name!r}; known: {', '.join(SYNTHESIS_TASKS)}") from None
+    return factory(sources)
 
 
 __all__ = [
+    "MEDICLIP_TASKS",
     "PAPER_GAMMA_WEIGHTS",
     "SYNTHESIS_TASKS",
+    "AnatPaste",
+    "CutPaste",
+    "ForeignPatchInterpolation",
+    "GaussianIntensityChange",
+    "Identity",
+    "Mixture",
+    "PoissonImageInterpolation",
+    "RadialDeformation",
     "StructurePreservingSynthesis",
     "SynthesisResult",
     "SynthesisTask",
     "boundary_distance",
+    "estimate_lung_fields",
     "gamma_map",
     "get_synthesis",
     "sample_pixel",

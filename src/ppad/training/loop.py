@@ -90,7 +90,7 @@ def fit(
         scheduler.load_state_dict(state["scheduler"])
         start, history, best = state["epoch"], state["history"], state["best"]
 
-    task = get_synthesis(settings.synthesis)
+    task = get_synthesis(settings.synthesis, sources=support)
     region_masks = model.regions.pixel_masks(model.config.image_size)
     bar = tqdm(range(start, settings.epochs), desc="training", unit="epoch", disable=not progress, initial=start, total=settings.epochs)
     for epoch in bar:

@@ -98,7 +98,8 @@ def train_run(
     validation = None
     if held_out.paths:
         region_masks = model.regions.pixel_masks(config.image_size)
-        validation = validation_batch(held_out.images, region_masks, get_synthesis(settings.synthesis), settings.seed)
+        task = get_synthesis(settings.synthesis, sources=support.images)
+        validation = validation_batch(held_out.images, region_masks, task, settings.seed)
     else:
         log.warning("no held-out normals for validation: the last epoch is kept (add normals beyond --shots)")
 

@@ -1,0 +1,156 @@
+"""Patch-based synthesis: FPI, CutPaste (+ scar, + from a support image) and AnatPaste-style.
+
+All boxes are centred inside the region; sources (other normal images) are drawn from the
+task's ``sources`` array when it needs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+from skimage.filters import threshold_otsu
+from skimage.transform import rotate
+
+from ppad.synthesis.base import SynthesisResult, sample_pixel
+
+
+@dataclass(frozen=True)
+class Box:
+    top: int
+    left: int
+    height: int
+    width: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        return slice(self.top, self.top + self.height), slice(self.left, self.left + self.width)
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        mask = np.zeros(shape, dtype=bool)
+        mask[self.slices] = True
+        return mask
+
+
+def random_box(
+    shape: tuple[int, int],
+    center: tuple[int, int] | None,
+    rng: np.random.Generator,
+    area: tuple[float, float] = (0.02, 0.15),
+    aspect: tuple[float, float] = (0.3, 3.3),
+) -> Box:
+    """A box of ``area`` × image area and log-uniform ``aspect`` (h/w), moved inside the image,
+    around ``center`` (or anywhere when ``None``)."""
+    rows, cols = shape
+    size = rng.uniform(*area) * rows * cols
+    ratio = np.exp(rng.uniform(np.log(aspect[0]), np.log(aspect[1])))
+    height = int(np.clip(round(np.sqrt(size * ratio)), 2, rows))
+    width = int(np.clip(round(np.sqrt(size / ratio)), 2, cols))
+    if center is None:
+        center = (int(rng.integers(rows)), int(rng.integers(cols)))
+    return place(shape, center, (height, width))
+
+
+def place(shape: tuple[int, int], center: tuple[int, int], size: tuple[int, int]) -> Box:
+    """A ``size`` box centred at ``center``, shifted to lie inside an image of ``shape``."""
+    height, width = size
+    top = int(np.clip(center[0] - height // 2, 0, shape[0] - height))
+    left = int(np.clip(center[1] - width // 2, 0, shape[1] - width))
+    return Box(top, left, height, width)
+
+
+def pick_source(sources: np.ndarray | None, rng: np.random.Generator, name: str) -> np.ndarray:
+    if sources is None or len(sources) == 0:
+        raise ValueError(f"synthesis {name!r} needs source images (other normal images)")
+    return sources[rng.integers(len(sources))]
+
+
+@dataclass(frozen=True)
+class ForeignPatchInterpolation:
+    """FPI (Tan et al. 2020): ``(1 − α)·x + α·y`` in a box, ``y`` another normal, ``α ~ U(0, 1)``."""
+
+    sources: np.ndarray | None = None
+    name: str = "fpi"
+
+    def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
+        foreign = pick_source(self.sources, rng, self.name)
+        box = random_box(image.shape, sample_pixel(region, rng), rng)
+        alpha = float(rng.uniform(0, 1))
+        out = image.astype(np.float32, copy=True)
+        out[box.slices] = (1 - alpha) * image[box.slices] + alpha * foreign[box.slices]
+        return SynthesisResult(out, box.mask(image.shape), {"alpha": alpha, "box": box})
+
+
+def scar_patch(image: np.ndarray, rng: np.random.Generator, scale: float) -> tuple[np.ndarray, np.ndarray]:
+    """A thin rectangle (width 2–16, length 10–25 px at 256 px) cut anywhere, rotated ±45°."""
+    width = max(1, int(round(rng.uniform(2, 16) * scale)))
+    length = max(2, int(round(rng.uniform(10, 25) * scale)))
+    top = int(rng.integers(0, image.shape[0] - length + 1))
+    left = int(rng.integers(0, image.shape[1] - width + 1))
+    patch = image[top : top + length, left : left + width]
+    angle = float(rng.uniform(-45, 45))
+    rotated = rotate(patch, angle, resize=True, order=1, preserve_range=True)
+    footprint = rotate(np.ones_like(patch), angle, resize=True, order=0, preserve_range=True) > 0.5
+    return rotated.astype(np.float32), footprint
+
+
+@dataclass(frozen=True)
+class CutPaste:
+    """CutPaste (Li et al. 2021): a box cut from the image (or from a support image) and pasted
+    with its centre in the region; ``scar`` pastes a thin rotated strip with intensity jitter."""
+
+    scar: bool = False
+    from_support: bool = False
+    sources: np.ndarray | None = None
+    name: str = "cutpaste"
+
+    def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
+        source = pick_source(self.sources, rng, self.name) if self.from_support else image
+        if self.scar:
+            patch, footprint = scar_patch(source, rng, image.shape[0] / 256)
+            patch = np.clip(patch * rng.uniform(0.8, 1.2), 0, 1)
+        else:
+            cut = random_box(image.shape, None, rng)
+            patch, footprint = source[cut.slices], np.ones((cut.height, cut.width), dtype=bool)
+        target = place(image.shape, sample_pixel(region, rng), patch.shape)
+        mask = np.zeros(image.shape, dtype=bool)
+        mask[target.slices] = footprint
+        out = image.astype(np.float32, copy=True)
+        out[mask] = patch[footprint]
+        return SynthesisResult(out, mask, {"box": target})
+
+
+def estimate_lung_fields(image: np.ndarray) -> np.ndarray:
+    """Unsupervised lung-field mask: dark (below Otsu) pixels inside the body, two largest pieces."""
+    body = ndimage.binary_fill_holes(image > 0.1 * image.max())
+    if body.sum() < 16:
+        return np.zeros(image.shape, dtype=bool)
+    dark = body & (image < threshold_otsu(image[body]))
+    dark = ndimage.binary_opening(dark, iterations=2)
+    labels, count = ndimage.label(dark)
+    if count == 0:
+        return dark
+    sizes = np.bincount(labels.ravel())[1:]
+    keep = np.argsort(sizes)[::-1][:2] + 1
+    return ndimage.binary_fill_holes(np.isin(labels, keep))
+
+
+@dataclass(frozen=True)
+class AnatPaste:
+    """AnatPaste-style (Sato et al. 2023): a patch of the image blended in only where the
+    (unsupervised) lung-field mask is, ``(1 − α)·x + α·patch`` with ``α ~ U(0.3, 1)``."""
+
+    name: str = "anatpaste"
+
+    def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
+        lungs = estimate_lung_fields(image)
+        allowed = region & lungs if (region & lungs).any() else region
+        target = random_box(image.shape, sample_pixel(allowed, rng), rng)
+        cut = place(image.shape, (int(rng.integers(image.shape[0])), int(rng.integers(image.shape[1]))), (target.height, target.width))
+        mask = target.mask(image.shape) & lungs if lungs.any() else target.mask(image.shape)
+        alpha = float(rng.uniform(0.3, 1.0))
+        blended = np.zeros(image.shape, dtype=np.float32)
+        blended[target.slices] = (1 - alpha) * image[target.slices] + alpha * image[cut.slices]
+        out = np.where(mask, blended, image).astype(np.float32)
+        return SynthesisResult(out, mask, {"alpha": alpha, "box": target, "lungs": lungs})
