@@ -8,9 +8,8 @@ from pathlib import Path
 import click
 
 from ppad.backbones import TINY
-from ppad.data import discover, write_demo_dataset
-from ppad.methods import load_run
-from ppad.scoring import evaluate, format_metrics, write_evaluation
+from ppad.data import write_demo_dataset
+from ppad.scoring import evaluate_run, format_metrics
 from ppad.training import TrainSettings, train_run
 
 DEMO_SHOTS = 32
@@ -24,12 +23,9 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     run_dir = out / "run"
     settings = TrainSettings(shots=DEMO_SHOTS, epochs=epochs, validation_size=DEMO_VALIDATION, seed=seed)
     manifest = train_run(data, run_dir, TINY, settings=settings, device="cpu", progress=progress)
-    model = load_run(run_dir, device="cpu")
-    seen = {Path(p).resolve() for files in manifest["split"].values() for p in files}
-    result = evaluate(model, discover(data), seen, seed=seed, progress=progress)
-    files = write_evaluation(result, run_dir / "evaluation", {"run": str(run_dir), "checkpoint": "best", "seed": seed, "data": str(data)})
+    result, files = evaluate_run(run_dir, data, progress=progress)
     best = manifest["result"]
-    click.echo(f"data: {data} ({discover(data).summary()['train_normals']} train normals, {len(result.labels)} test images)")
+    click.echo(f"data: {data} ({manifest['data']['train_normals']} train normals, {len(result.labels)} test images)")
     click.echo(f"model kept: epoch {best['best_epoch']} of {epochs}, validation AUC {best['best_val_auc']:.3f} (held-out normals + SAS)")
     click.echo(format_metrics(result.metrics))
     click.echo(f"files: {run_dir} (prompts, manifest) and {files['metrics'].parent} (metrics, scores)")

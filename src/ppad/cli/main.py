@@ -13,10 +13,10 @@ from ppad.backbones import ARCHITECTURES, TINY, CheckpointError
 from ppad.backbones.preprocessing import RESIZE_MODES, Preprocessing
 from ppad.data import ImageReadError, LayoutError, discover, list_images, read_image
 from ppad.data.synthetic import chest_like
-from ppad.io import read_json
 from ppad.methods import METHODS, BackboneMismatchError, get_method, load_run
-from ppad.methods.checkpoint import MANIFEST_FILE, PROMPT_FILES
-from ppad.scoring import evaluate, format_metrics, score_files, write_evaluation
+from ppad.methods.checkpoint import PROMPT_FILES
+from ppad.bench import ABLATIONS, run_bench
+from ppad.scoring import evaluate_run, format_metrics, score_files
 from ppad.synthesis import SYNTHESIS_TASKS, get_synthesis
 from ppad.synthesis.preview import write_synthesis_grid
 from ppad.training import RunConflictError, TrainSettings, resolve_device, train_run
@@ -129,17 +129,47 @@ def evaluate_command(run_dir, data, out, backbone, checkpoint, batch_size, boots
     """Metrics on the test split (files the run trained or validated on are left out)."""
 
     def action() -> None:
-        model = load_run(run_dir, backbone, checkpoint, resolve_device(device))
-        run_manifest = read_json(run_dir / MANIFEST_FILE)
-        seen = {Path(p).resolve() for files in run_manifest["split"].values() for p in files}
-        result = evaluate(model, discover(data), seen, batch_size, bootstrap, run_manifest["settings"]["seed"], not quiet)
-        target = out or run_dir / "evaluation"
-        manifest = {"run": str(run_dir), "checkpoint": checkpoint, "seed": run_manifest["settings"]["seed"], "data": str(data), "command": sys.argv}
-        files = write_evaluation(result, target, manifest)
+        result, files = evaluate_run(
+            run_dir, data, out, backbone, checkpoint, resolve_device(device), batch_size, bootstrap, not quiet, sys.argv
+        )
         click.echo(format_metrics(result.metrics))
         if result.excluded:
             click.echo(f"left out {len(result.excluded)} test images the run trained or validated on")
         click.echo(f"metrics → {files['metrics']}")
+
+    _run_safely(action)
+
+
+def _names(text: str) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()]
+
+
+@cli.command()
+@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest.")
+@click.option("--backbone", default=TINY, show_default=True, help="CLIP weights or 'tiny'.")
+@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default=None)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Bench folder (finished cells are reused).")
+@click.option("--methods", default="zeroshot,coop,ppad", show_default=True, help=f"Comma-separated, of: {', '.join(METHODS)}.")
+@click.option("--seeds", default="0,1,2,3,4", show_default=True)
+@click.option("--synthesis", default="sas", show_default=True, help="Comma-separated synthesis names (one row each).")
+@click.option("--ablation", type=click.Choice(sorted(ABLATIONS)), default=None, help="Table 3 (prompts) or Table 4 (synthesis) rows; overrides --methods/--synthesis.")
+@click.option("--shots", default=64, show_default=True)
+@click.option("--epochs", default=100, show_default=True)
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--val-size", default=64, show_default=True)
+@device_option
+@quiet_option
+def bench(data, backbone, arch, out, methods, seeds, synthesis, ablation, shots, epochs, batch_size, lr, val_size, device, quiet) -> None:
+    """Methods × seeds (× syntheses) → results.json, table.md (mean ± std) and roc.png."""
+
+    def action() -> None:
+        chosen = ABLATIONS[ablation] if ablation else {"methods": _names(methods), "syntheses": _names(synthesis)}
+        settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size)
+        seed_list = [int(seed) for seed in _names(seeds)]
+        run_bench(data, out, backbone, chosen["methods"], seed_list, chosen["syntheses"], settings, arch, device, not quiet)
+        click.echo((out / "table.md").read_text().rstrip())
+        click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")
 
     _run_safely(action)
 
@@ -158,7 +188,7 @@ def synth_preview(image, out, methods, seeds, size) -> None:
         rng = np.random.default_rng(0)
         sources = np.stack([preprocessing.resize(chest_like(rng, size)[0]) for _ in range(4)])
         base = preprocessing.resize(read_image(image)) if image else sources[0]
-        names = [name.strip() for name in methods.split(",") if name.strip()]
+        names = _names(methods)
         for name in names:
             get_synthesis(name)  # unknown names fail before any drawing
         path = write_synthesis_grid(out, base, names, seeds, sources[1:], np.ones((size, size), dtype=bool))

@@ -1,6 +1,6 @@
 """Scoring images with a trained model, and evaluating on a labelled split."""
 
-from ppad.scoring.evaluation import Evaluation, evaluate, format_metrics, write_evaluation
+from ppad.scoring.evaluation import Evaluation, evaluate, evaluate_run, format_metrics, seen_in_training, write_evaluation
 from ppad.scoring.rule import DEFAULT_ETA, aggregate_views
 from ppad.scoring.scorer import ScoreReport, predict_views, score_files
 
@@ -10,8 +10,10 @@ __all__ = [
     "ScoreReport",
     "aggregate_views",
     "evaluate",
+    "evaluate_run",
     "format_metrics",
     "predict_views",
     "score_files",
+    "seen_in_training",
     "write_evaluation",
 ]

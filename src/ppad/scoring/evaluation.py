@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ppad.data.layouts import DatasetIndex
-from ppad.io import write_json
+from ppad.backbones import ClipBackbone
+from ppad.data.layouts import DatasetIndex, discover
+from ppad.io import read_json, write_json
 from ppad.methods.base import PromptDetector
+from ppad.methods.checkpoint import MANIFEST_FILE, load_run
 from ppad.metrics import bootstrap_auc_ci, classification_metrics
 from ppad.scoring.scorer import ScoreReport, score_files
 
@@ -47,7 +49,9 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
     """``metrics.json`` (metrics + split manifest + seed) and ``scores.csv``/``scores.json``."""
     out_dir = Path(out_dir)
     report = evaluation.report
-    test_files = [{"path": str(p), "label": int(y)} for p, y in zip(report.paths, evaluation.labels)]
+    test_files = [
+        {"path": str(p), "label": int(y), "score": float(s)} for p, y, s in zip(report.paths, evaluation.labels, report.scores)
+    ]
     document = {
         **manifest,
         "metrics": evaluation.metrics,
@@ -60,6 +64,35 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
         "scores_csv": report.write_csv(out_dir / "scores.csv"),
         "scores_json": report.write_json(out_dir / "scores.json"),
     }
+
+
+def seen_in_training(run_dir: str | Path) -> set[Path]:
+    """Every file a run used for its support set or validation (resolved paths)."""
+    manifest = read_json(Path(run_dir) / MANIFEST_FILE)
+    return {Path(p).resolve() for files in manifest["split"].values() for p in files}
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    data: str | Path | DatasetIndex,
+    out_dir: str | Path | None = None,
+    backbone: str | Path | ClipBackbone | None = None,
+    checkpoint: str = "best",
+    device: str = "cpu",
+    batch_size: int = 32,
+    bootstrap: int = 1000,
+    progress: bool = True,
+    command: list[str] | None = None,
+) -> tuple[Evaluation, dict[str, Path]]:
+    """Load a run, evaluate it on ``data``'s test split (minus its training files), write
+    ``metrics.json`` and the scores into ``out_dir`` (default ``RUN/evaluation``)."""
+    run_dir = Path(run_dir)
+    seed = read_json(run_dir / MANIFEST_FILE)["settings"]["seed"]
+    index = data if isinstance(data, DatasetIndex) else discover(data)
+    model = load_run(run_dir, backbone, checkpoint, device)
+    result = evaluate(model, index, seen_in_training(run_dir), batch_size, bootstrap, seed, progress)
+    manifest = {"run": str(run_dir), "checkpoint": checkpoint, "seed": seed, "data": str(index.root), "command": command}
+    return result, write_evaluation(result, out_dir or run_dir / "evaluation", manifest)
 
 
 def format_metrics(metrics: dict) -> str:

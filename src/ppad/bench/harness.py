@@ -1,0 +1,127 @@
+"""The reproduction harness: methods × syntheses × seeds on one backbone and data set.
+
+Each cell is an ordinary run folder (train → evaluate), so a finished cell is never recomputed
+and can be inspected or re-scored with the usual commands. Model selection inside a cell uses
+only its validation split; the test split is read once per cell, at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ppad.backbones import ClipBackbone, load_backbone
+from ppad.data import DatasetIndex, discover
+from ppad.io import read_json, write_json
+from ppad.methods import get_method
+from ppad.scoring.evaluation import evaluate_run
+from ppad.training import TrainSettings, resolve_device, train_run
+
+METRICS = ("acc", "auc", "f1", "ap")
+ABLATIONS: dict[str, dict[str, list[str]]] = {
+    # Table 3: which prompt parts matter
+    "prompts": {"methods": ["coop", "ppad-text", "ppad"], "syntheses": ["sas"]},
+    # Table 4: which anomaly synthesis trains PPAD best
+    "synthesis": {"methods": ["ppad"], "syntheses": ["sas", "fpi", "pii", "cutpaste", "anatpaste", "mediclip"]},
+}
+
+
+@dataclass(frozen=True)
+class Cell:
+    method: str
+    synthesis: str
+    seed: int
+
+    def row(self, by_synthesis: bool) -> str:
+        return f"{self.method} + {self.synthesis}" if by_synthesis else self.method
+
+    @property
+    def folder(self) -> str:
+        return f"{self.method}__{self.synthesis}/seed{self.seed}"
+
+
+def plan(methods: list[str], syntheses: list[str], seeds: list[int]) -> list[Cell]:
+    for method in methods:
+        get_method(method)  # unknown names fail before any work
+    return [Cell(m, s, seed) for m in methods for s in syntheses for seed in seeds]
+
+
+def run_cell(cell: Cell, index: DatasetIndex, out: Path, backbone: ClipBackbone, settings: TrainSettings, progress: bool) -> dict:
+    """Train and evaluate one cell, or read its results if it already finished."""
+    run_dir = out / "runs" / cell.folder
+    metrics_path = run_dir / "evaluation" / "metrics.json"
+    if not metrics_path.is_file():
+        cell_settings = replace(settings, seed=cell.seed, synthesis=cell.synthesis)
+        train_run(index, run_dir, backbone, settings=cell_settings, method=cell.method, progress=progress)
+        evaluate_run(run_dir, index, backbone=backbone, device=backbone.clip.logit_scale.device, progress=progress)
+    return read_json(metrics_path)
+
+
+def summarize(cells: list[Cell], documents: list[dict], by_synthesis: bool) -> list[dict]:
+    """Mean ± sample std (in percent) per row, in plan order."""
+    rows: dict[str, list[dict]] = {}
+    for cell, document in zip(cells, documents):
+        rows.setdefault(cell.row(by_synthesis), []).append(document["metrics"])
+    summary = []
+    for name, runs in rows.items():
+        entry = {"row": name, "runs": len(runs)}
+        for metric in METRICS:
+            values = np.array([run[metric] for run in runs]) * 100
+            entry[metric] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        summary.append(entry)
+    return summary
+
+
+def markdown_table(summary: list[dict]) -> str:
+    """The paper's layout: one row per method, ACC / AUC / F1 / AP as mean ± std (percent)."""
+    lines = ["| Method | ACC | AUC | F1 | AP |", "| --- | --- | --- | --- | --- |"]
+    for entry in summary:
+        cells = [f"{entry[m]['mean']:.1f} ± {entry[m]['std']:.1f}" for m in METRICS]
+        lines.append(f"| {entry['row']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_bench(
+    data: str | Path,
+    out: str | Path,
+    backbone: str | Path,
+    methods: list[str],
+    seeds: list[int],
+    syntheses: list[str] = ("sas",),
+    settings: TrainSettings = TrainSettings(),
+    architecture: str | None = None,
+    device: str = "auto",
+    progress: bool = True,
+) -> dict:
+    """Run every cell (skipping finished ones) and write ``results.json``, ``table.md``, ``roc.png``."""
+    from ppad.bench.roc import plot_roc_curves
+
+    out = Path(out)
+    index = discover(data)
+    cells = plan(list(methods), list(syntheses), list(seeds))
+    loaded = load_backbone(backbone, architecture, resolve_device(device))
+    documents = [
+        run_cell(cell, index, out, loaded, settings, progress=False)
+        for cell in tqdm(cells, desc="bench", unit="run", disable=not progress)
+    ]
+    by_synthesis = len(set(syntheses)) > 1
+    summary = summarize(cells, documents, by_synthesis)
+    results = {
+        "data": index.summary(),
+        "backbone": {"source": loaded.source, "architecture": loaded.architecture.name, "fingerprint": loaded.fingerprint},
+        "settings": settings.to_dict(),
+        "seeds": list(seeds),
+        "summary": summary,
+        "runs": [
+            {"row": cell.row(by_synthesis), "method": cell.method, "synthesis": cell.synthesis, "seed": cell.seed,
+             "folder": str(out / "runs" / cell.folder), "metrics": doc["metrics"]}
+            for cell, doc in zip(cells, documents)
+        ],
+    }
+    write_json(out / "results.json", results)
+    (out / "table.md").write_text(markdown_table(summary))
+    plot_roc_curves(out / "roc.png", [(cell.row(by_synthesis), doc) for cell, doc in zip(cells, documents)])
+    return results
