@@ -8,9 +8,7 @@ from ppad.data.synthetic import chest_like
 from ppad.synthesis import (
     SYNTHESIS_TASKS,
     CutPaste,
-    ForeignPatchInterpolation,
     GaussianIntensityChange,
-    PoissonImageInterpolation,
     RadialDeformation,
     estimate_lung_fields,
     get_synthesis,
@@ -47,7 +45,7 @@ def test_every_task_is_seeded_stays_in_range_and_changes_only_its_mask(chest, na
 
 def test_fpi_blend_factor_is_bounded_and_exact(chest):
     image, sources = chest
-    result = ForeignPatchInterpolation(sources=sources[:1])(image, WHOLE, np.random.default_rng(3))
+    result = get_synthesis("fpi", sources=sources[:1])(image, WHOLE, np.random.default_rng(3))
     alpha = result.params["alpha"]
     assert 0 <= alpha <= 1
     inside = result.mask
@@ -73,7 +71,7 @@ def test_poisson_blend_matches_source_gradients_inside_and_target_on_the_border(
 
 def test_pii_keeps_the_target_outside_the_patch(chest):
     image, sources = chest
-    result = PoissonImageInterpolation(sources=sources[:1])(image, WHOLE, np.random.default_rng(4))
+    result = get_synthesis("pii", sources=sources[:1])(image, WHOLE, np.random.default_rng(4))
     grown = ndimage.binary_dilation(result.mask)
     for axis in (0, 1):
         outside = ~grown

@@ -12,8 +12,8 @@ import numpy as np
 
 from ppad.synthesis.base import SynthesisResult, SynthesisTask, sample_pixel
 from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, RadialDeformation
-from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchInterpolation, estimate_lung_fields
-from ppad.synthesis.poisson import PoissonImageInterpolation
+from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchBlend, estimate_lung_fields
+from ppad.synthesis.poisson import poisson_blend
 from ppad.synthesis.sas import PAPER_GAMMA_WEIGHTS, StructurePreservingSynthesis, boundary_distance, gamma_map
 
 Sources = np.ndarray | None
@@ -21,8 +21,8 @@ MEDICLIP_TASKS = ("cutpaste-support", "gaussian-intensity", "source", "sink")
 
 SYNTHESIS_TASKS: dict[str, Callable[[Sources], SynthesisTask]] = {
     "sas": lambda sources: StructurePreservingSynthesis(),
-    "fpi": lambda sources: ForeignPatchInterpolation(sources=sources),
-    "pii": lambda sources: PoissonImageInterpolation(sources=sources),
+    "fpi": lambda sources: ForeignPatchBlend(sources=sources),
+    "pii": lambda sources: ForeignPatchBlend(blend=poisson_blend, alpha=(0.05, 1.0), sources=sources, name="pii"),
     "cutpaste": lambda sources: CutPaste(),
     "cutpaste-scar": lambda sources: CutPaste(scar=True, name="cutpaste-scar"),
     "cutpaste-support": lambda sources: CutPaste(from_support=True, sources=sources, name="cutpaste-support"),
@@ -50,11 +50,10 @@ __all__ = [
     "SYNTHESIS_TASKS",
     "AnatPaste",
     "CutPaste",
-    "ForeignPatchInterpolation",
+    "ForeignPatchBlend",
     "GaussianIntensityChange",
     "Identity",
     "Mixture",
-    "PoissonImageInterpolation",
     "RadialDeformation",
     "StructurePreservingSynthesis",
     "SynthesisResult",

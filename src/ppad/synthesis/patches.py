@@ -1,4 +1,4 @@
-"""Patch-based synthesis: FPI, CutPaste (+ scar, + from a support image) and AnatPaste-style.
+"""Patch-based synthesis: FPI/PII, CutPaste (+ scar, + from a support image), AnatPaste-style.
 
 All boxes are centred inside the region; sources (other normal images) are drawn from the
 task's ``sources`` array when it needs them.
@@ -6,6 +6,7 @@ task's ``sources`` array when it needs them.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,19 +67,29 @@ def pick_source(sources: np.ndarray | None, rng: np.random.Generator, name: str)
     return sources[rng.integers(len(sources))]
 
 
-@dataclass(frozen=True)
-class ForeignPatchInterpolation:
-    """FPI (Tan et al. 2020): ``(1 − α)·x + α·y`` in a box, ``y`` another normal, ``α ~ U(0, 1)``."""
+def linear_blend(target: np.ndarray, source: np.ndarray, alpha: float) -> np.ndarray:
+    return (1 - alpha) * target + alpha * source
 
+
+@dataclass(frozen=True)
+class ForeignPatchBlend:
+    """A box centred in the region blended with the same box of another normal image ``y``.
+
+    FPI (Tan et al. 2020) blends intensities, ``(1 − α)·x + α·y`` with ``α ~ U(0, 1)``; PII
+    (Tan et al. 2021) passes :func:`ppad.synthesis.poisson.poisson_blend` to blend gradients.
+    """
+
+    blend: Callable[[np.ndarray, np.ndarray, float], np.ndarray] = linear_blend
+    alpha: tuple[float, float] = (0.0, 1.0)
     sources: np.ndarray | None = None
     name: str = "fpi"
 
     def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
         foreign = pick_source(self.sources, rng, self.name)
         box = random_box(image.shape, sample_pixel(region, rng), rng)
-        alpha = float(rng.uniform(0, 1))
+        alpha = float(rng.uniform(*self.alpha))
         out = image.astype(np.float32, copy=True)
-        out[box.slices] = (1 - alpha) * image[box.slices] + alpha * foreign[box.slices]
+        out[box.slices] = np.clip(self.blend(image[box.slices], foreign[box.slices], alpha), 0, 1)
         return SynthesisResult(out, box.mask(image.shape), {"alpha": alpha, "box": box})
 
 

@@ -9,13 +9,8 @@ the type-I discrete sine transform — no loops, no sparse solve.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 from scipy.fft import dstn, idstn
-
-from ppad.synthesis.base import SynthesisResult, sample_pixel
-from ppad.synthesis.patches import pick_source, random_box
 
 
 def laplacian(image: np.ndarray) -> np.ndarray:
@@ -37,19 +32,3 @@ def poisson_blend(target: np.ndarray, source: np.ndarray, alpha: float) -> np.nd
     rhs = alpha * (laplacian(source.astype(np.float64)) - laplacian(blended))
     blended[1:-1, 1:-1] += solve_dirichlet_poisson(rhs)
     return blended
-
-
-@dataclass(frozen=True)
-class PoissonImageInterpolation:
-    """PII with a box centred in the region and ``α ~ U(0.05, 1)``."""
-
-    sources: np.ndarray | None = None
-    name: str = "pii"
-
-    def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
-        foreign = pick_source(self.sources, rng, self.name)
-        box = random_box(image.shape, sample_pixel(region, rng), rng)
-        alpha = float(rng.uniform(0.05, 1.0))
-        out = image.astype(np.float32, copy=True)
-        out[box.slices] = np.clip(poisson_blend(image[box.slices], foreign[box.slices], alpha), 0, 1)
-        return SynthesisResult(out, box.mask(image.shape), {"alpha": alpha, "box": box})
