@@ -115,3 +115,21 @@ def _has_layout(path: Path) -> bool:
     except ValueError:
         return False
     return len(index.train_normals) >= 12 and len({item.label for item in index.test}) == 2
+
+
+@pytest.mark.parametrize("method, extra", [("zeroshot", ["--template", "chexzero"]), ("maple", ["--synthesis", "fpi"])])
+def test_baselines_train_and_score_from_the_command_line(demo_data, tmp_path, method, extra):
+    run_dir = tmp_path / method
+    result = invoke("train", "--method", method, "--data", demo_data, "--out", run_dir, *TRAIN_ARGS, *extra)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["method"] == method
+    if method == "zeroshot":
+        assert config["model"]["template"] == "chexzero" and "nothing to train" in result.output
+    else:
+        assert config["model"]["n_ctx"] == 4 and json.loads((run_dir / "manifest.json").read_text())["settings"]["synthesis"] == "fpi"
+    image = discover(demo_data).test[0].path
+    assert invoke("score", "--run", run_dir, image, "--quiet").exit_code == 0
+    row = read_csv(run_dir / "scores.csv")[0]
+    assert set(row) == {"path", "score", "prediction", "p_whole_image", "error"}
+    assert float(row["score"]) == pytest.approx(float(row["p_whole_image"]), abs=1e-6)

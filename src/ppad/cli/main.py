@@ -15,6 +15,7 @@ from ppad.data import ImageReadError, LayoutError, discover, list_images, read_i
 from ppad.data.synthetic import chest_like
 from ppad.methods import METHODS, BackboneMismatchError, get_method, load_run
 from ppad.methods.checkpoint import PROMPT_FILES
+from ppad.methods.zeroshot import TEMPLATES
 from ppad.bench import ABLATIONS, run_bench
 from ppad.scoring import evaluate_run, format_metrics, score_files
 from ppad.synthesis import SYNTHESIS_TASKS, get_synthesis
@@ -60,27 +61,28 @@ def cli() -> None:
 @click.option("--n-ctx", type=int, default=None, help="Learnable context vectors [method default: 16; MaPLe 2].")
 @click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
 @click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
+@click.option("--template", type=click.Choice(TEMPLATES), default=None, help="zeroshot prompts: the class words, or CheXzero's 'no {abnormal}' / '{abnormal}'.")
+@click.option("--synthesis", type=click.Choice(list(SYNTHESIS_TASKS)), default="sas", show_default=True, help="Anomaly synthesis for training and validation.")
 @click.option("--image-size", default=224, show_default=True)
 @click.option("--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop.")
 @device_option
 @quiet_option
-def train(method, backbone, arch, data, out, shots, epochs, batch_size, lr, seed, val_size, n_ctx, class_specific, classes, image_size, resize, device, quiet) -> None:
+def train(method, backbone, arch, data, out, shots, epochs, batch_size, lr, seed, val_size, n_ctx, class_specific, classes, template, synthesis, image_size, resize, device, quiet) -> None:
     """Learn prompts from k normal images (resumes an interrupted run in --out)."""
     words = tuple(word.strip() for word in classes.split(","))
-    settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, seed=seed)
+    settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, seed=seed, synthesis=synthesis)
     config = get_method(method).config(
-        classes=words, n_ctx=n_ctx, class_specific=class_specific or None, image_size=image_size, resize_mode=resize
+        classes=words, n_ctx=n_ctx, class_specific=class_specific or None, template=template, image_size=image_size, resize_mode=resize
     )
     manifest = _run_safely(lambda: train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet))
     result = manifest["result"]
     best = result["best_val_auc"]
+    validation = f"validation AUC {best:.3f}" if best is not None else "no validation split"
     if not result["history"]:
-        chosen = "no training (zero-shot)" + (f", validation AUC {best:.3f}" if best is not None else "")
-    elif best is None:
-        chosen = "the last epoch"
+        click.echo(f"{out}: {method} has nothing to train ({validation}); ready for score/evaluate")
     else:
-        chosen = f"epoch {result['best_epoch']} (validation AUC {best:.3f})"
-    click.echo(f"trained {out}: kept {chosen}; prompts in {out / PROMPT_FILES['best']}")
+        kept = f"epoch {result['best_epoch']}" if best is not None else "the last epoch"
+        click.echo(f"trained {out}: kept {kept} ({validation}); prompts in {out / PROMPT_FILES['best']}")
 
 
 def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:

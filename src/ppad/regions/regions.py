@@ -37,10 +37,6 @@ class Region:
         if not (0 <= self.top < self.bottom <= 1 and 0 <= self.left < self.right <= 1):
             raise ValueError(f"region {self.name!r} has an empty or out-of-image rectangle")
 
-    @property
-    def is_whole_image(self) -> bool:
-        return (self.top, self.bottom, self.left, self.right) == (0.0, 1.0, 0.0, 1.0)
-
     def mask(self, height: int, width: int) -> np.ndarray:
         """Boolean [height, width] pixel mask (rounded to the nearest pixel row/column)."""
         rows = np.arange(height)
