@@ -47,7 +47,9 @@ def main() -> None:
     start = time.perf_counter()
     single = one_view_at_a_time(model, images)
     slow = time.perf_counter() - start
-    print(f"backbone {model.backbone.architecture.name}, {args.images} images x 5 views, {torch.get_num_threads()} threads")
+    print(
+        f"backbone {model.backbone.architecture.name}, {args.images} images x 5 views, {torch.get_num_threads()} threads"
+    )
     print(
         f"batched + cached text: {args.images / fast:.1f} images/s; one view at a time: {args.images / slow:.1f} images/s: "
         f"{slow / fast:.1f}x faster (max probability difference {np.abs(batched - single).max():.1e})"

@@ -43,7 +43,9 @@ def main() -> None:
         test = load_images([item.path for item in index.test], preprocessing, progress=False)
         test_labels = np.array([item.label for item in index.test])
     print(f"probe AUC, normals vs SAS anomalies:      {probe_auc(backbone, preprocessing, sas.images, sas.labels):.2f}")
-    print(f"probe AUC, demo test (additive opacities): {probe_auc(backbone, preprocessing, test.images, test_labels):.2f}")
+    print(
+        f"probe AUC, demo test (additive opacities): {probe_auc(backbone, preprocessing, test.images, test_labels):.2f}"
+    )
 
 
 if __name__ == "__main__":

@@ -61,7 +61,13 @@ def main() -> None:
     batches = []
     for _ in range(args.steps + 2):
         batch = synthesize_batch(images[rng.choice(len(images), args.batch_size)], masks, get_synthesis("sas"), rng)
-        batches.append((batch.model_input(model.preprocessing, model.device), torch.from_numpy(batch.region_index), torch.from_numpy(batch.labels)))
+        batches.append(
+            (
+                batch.model_input(model.preprocessing, model.device),
+                torch.from_numpy(batch.region_index),
+                torch.from_numpy(batch.labels),
+            )
+        )
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
 
     def make_step(logits_fn):
@@ -78,8 +84,12 @@ def main() -> None:
         difference = (model(x, region) - straightforward_logits(model, x, region)).abs().max().item()
     ours = time_steps(make_step(model), batches)
     plain = time_steps(make_step(lambda x, r: straightforward_logits(model, x, r)), batches)
-    print(f"backbone {model.backbone.architecture.name}, batch {args.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads")
-    print(f"ppad step {ours * 1000:.1f} ms, straightforward step {plain * 1000:.1f} ms: {plain / ours:.2f}x faster (logit difference {difference:.1e})")
+    print(
+        f"backbone {model.backbone.architecture.name}, batch {args.batch_size}, {args.steps} steps, {torch.get_num_threads()} threads"
+    )
+    print(
+        f"ppad step {ours * 1000:.1f} ms, straightforward step {plain * 1000:.1f} ms: {plain / ours:.2f}x faster (logit difference {difference:.1e})"
+    )
 
 
 if __name__ == "__main__":

@@ -31,7 +31,9 @@ def backbone():
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from ppad.data import write_demo_dataset
 
-    return write_demo_dataset(tmp_path_factory.mktemp("demo") / "data", n_train=24, n_test_normal=10, n_test_abnormal=10, seed=3)
+    return write_demo_dataset(
+        tmp_path_factory.mktemp("demo") / "data", n_train=24, n_test_normal=10, n_test_abnormal=10, seed=3
+    )
 
 
 @pytest.fixture

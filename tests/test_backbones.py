@@ -87,7 +87,9 @@ def test_safetensors_has_the_same_fingerprint(tiny_clip, tmp_path):
 
 
 def test_torchscript_archive_is_read(tiny_clip, tmp_path):
-    traced = torch.jit.trace(tiny_clip, (torch.zeros(1, 3, 224, 224), torch.zeros(1, 77, dtype=torch.long)), strict=False, check_trace=False)
+    traced = torch.jit.trace(
+        tiny_clip, (torch.zeros(1, 3, 224, 224), torch.zeros(1, 77, dtype=torch.long)), strict=False, check_trace=False
+    )
     traced.save(str(tmp_path / "jit.pt"))
     assert load_backbone(tmp_path / "jit.pt").fingerprint == weights_fingerprint(tiny_clip)
 

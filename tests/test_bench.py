@@ -18,7 +18,9 @@ SMALL = TrainSettings(shots=8, epochs=2, batch_size=4, validation_size=4)
 @pytest.fixture(scope="module")
 def bench(tmp_path_factory, demo_data):
     out = tmp_path_factory.mktemp("bench")
-    results = run_bench(demo_data, out, "tiny", ["zeroshot", "coop", "ppad"], [0, 1], settings=SMALL, device="cpu", progress=False)
+    results = run_bench(
+        demo_data, out, "tiny", ["zeroshot", "coop", "ppad"], [0, 1], settings=SMALL, device="cpu", progress=False
+    )
     return out, results
 
 
@@ -32,19 +34,29 @@ def test_table_numbers_equal_the_per_run_metrics_files(bench):
     table = _table_rows((out / "table.md").read_text())
     assert list(table) == ["zeroshot", "coop", "ppad"]
     for method, cells in table.items():
-        runs = [json.loads((out / "runs" / f"{method}__sas" / f"seed{s}" / "evaluation" / "metrics.json").read_text())["metrics"] for s in (0, 1)]
+        runs = [
+            json.loads((out / "runs" / f"{method}__sas" / f"seed{s}" / "evaluation" / "metrics.json").read_text())[
+                "metrics"
+            ]
+            for s in (0, 1)
+        ]
         for metric, cell in zip(("acc", "auc", "f1", "ap"), cells):
             values = np.array([run[metric] for run in runs]) * 100
             assert cell == f"{values.mean():.1f} ± {values.std(ddof=1):.1f}"
     assert len(results["runs"]) == 6
     for run in results["runs"]:
-        on_disk = json.loads((out / "runs" / f"{run['method']}__sas" / f"seed{run['seed']}" / "evaluation" / "metrics.json").read_text())
+        on_disk = json.loads(
+            (out / "runs" / f"{run['method']}__sas" / f"seed{run['seed']}" / "evaluation" / "metrics.json").read_text()
+        )
         assert run["metrics"] == on_disk["metrics"]
 
 
 def test_seeds_draw_different_support_sets_and_zero_shot_does_not_train(bench):
     out, _ = bench
-    supports = [json.loads((out / "runs" / "ppad__sas" / f"seed{s}" / "manifest.json").read_text())["split"]["support"] for s in (0, 1)]
+    supports = [
+        json.loads((out / "runs" / "ppad__sas" / f"seed{s}" / "manifest.json").read_text())["split"]["support"]
+        for s in (0, 1)
+    ]
     assert supports[0] != supports[1]
     zeroshot = json.loads((out / "runs" / "zeroshot__sas" / "seed0" / "manifest.json").read_text())
     assert zeroshot["result"]["history"] == [] and zeroshot["method"] == "zeroshot"
@@ -59,7 +71,9 @@ def test_roc_png_is_written(bench):
 def test_finished_cells_are_not_recomputed(bench, demo_data, monkeypatch):
     out, results = bench
     monkeypatch.setattr(harness, "train_run", lambda *a, **k: pytest.fail("a finished cell was trained again"))
-    again = run_bench(demo_data, out, "tiny", ["zeroshot", "coop", "ppad"], [0, 1], settings=SMALL, device="cpu", progress=False)
+    again = run_bench(
+        demo_data, out, "tiny", ["zeroshot", "coop", "ppad"], [0, 1], settings=SMALL, device="cpu", progress=False
+    )
     assert again["summary"] == results["summary"]
 
 
@@ -69,15 +83,36 @@ def test_unknown_method_fails_before_any_work():
 
 
 def test_ablation_rows_from_the_command_line(demo_data, tmp_path):
-    args = ["bench", "--data", str(demo_data), "--out", str(tmp_path / "b"), "--ablation", "prompts", "--seeds", "0",
-            "--shots", "8", "--epochs", "1", "--val-size", "4", "--quiet", "--device", "cpu"]
+    args = [
+        "bench",
+        "--data",
+        str(demo_data),
+        "--out",
+        str(tmp_path / "b"),
+        "--ablation",
+        "prompts",
+        "--seeds",
+        "0",
+        "--shots",
+        "8",
+        "--epochs",
+        "1",
+        "--val-size",
+        "4",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert list(_table_rows((tmp_path / "b" / "table.md").read_text())) == ["coop", "ppad-text", "ppad"]
 
 
 def test_synth_preview_draws_every_method(tmp_path):
-    result = CliRunner().invoke(cli, ["synth-preview", "--out", str(tmp_path / "p.png"), "--methods", "sas,fpi,pii", "--seeds", "2", "--size", "64"])
+    result = CliRunner().invoke(
+        cli,
+        ["synth-preview", "--out", str(tmp_path / "p.png"), "--methods", "sas,fpi,pii", "--seeds", "2", "--size", "64"],
+    )
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "p.png") as image:
         assert image.size == (130 + 2 * 68, 4 * 68)  # original + 3 methods

@@ -16,7 +16,21 @@ from ppad.cli.main import cli
 from ppad.data import discover
 from tests.conftest import SHARED_DATA
 
-TRAIN_ARGS = ["--shots", "8", "--epochs", "2", "--batch-size", "4", "--val-size", "4", "--n-ctx", "4", "--quiet", "--device", "cpu"]
+TRAIN_ARGS = [
+    "--shots",
+    "8",
+    "--epochs",
+    "2",
+    "--batch-size",
+    "4",
+    "--val-size",
+    "4",
+    "--n-ctx",
+    "4",
+    "--quiet",
+    "--device",
+    "cpu",
+]
 
 
 def invoke(*args: str):
@@ -92,7 +106,18 @@ def test_demo_runs_offline_and_writes_results(tmp_path):
 
 
 def test_user_errors_are_one_line_not_a_traceback(demo_data, tmp_path):
-    result = invoke("train", "--backbone", tmp_path / "missing.pt", "--data", demo_data, "--out", tmp_path / "r", "--shots", "8", "--quiet")
+    result = invoke(
+        "train",
+        "--backbone",
+        tmp_path / "missing.pt",
+        "--data",
+        demo_data,
+        "--out",
+        tmp_path / "r",
+        "--shots",
+        "8",
+        "--quiet",
+    )
     assert result.exit_code == 2
     assert "missing.pt: no such file" in result.output and "Traceback" not in result.output
     result = invoke("train", "--data", demo_data, "--out", tmp_path / "r", "--shots", "500", "--quiet")
@@ -127,7 +152,10 @@ def test_baselines_train_and_score_from_the_command_line(demo_data, tmp_path, me
     if method == "zeroshot":
         assert config["model"]["template"] == "chexzero" and "nothing to train" in result.output
     else:
-        assert config["model"]["n_ctx"] == 4 and json.loads((run_dir / "manifest.json").read_text())["settings"]["synthesis"] == "fpi"
+        assert (
+            config["model"]["n_ctx"] == 4
+            and json.loads((run_dir / "manifest.json").read_text())["settings"]["synthesis"] == "fpi"
+        )
     image = discover(demo_data).test[0].path
     assert invoke("score", "--run", run_dir, image, "--quiet").exit_code == 0
     row = read_csv(run_dir / "scores.csv")[0]

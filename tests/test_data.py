@@ -12,7 +12,9 @@ from ppad.backbones import Preprocessing
 from ppad.data import ImageReadError, LayoutError, discover, draw_few_shot, load_images, read_image
 
 
-def write_dicom(path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope=1.0, intercept=0.0, window=None) -> Path:
+def write_dicom(
+    path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope=1.0, intercept=0.0, window=None
+) -> Path:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     meta.MediaStorageSOPInstanceUID = generate_uid()
@@ -117,7 +119,13 @@ def test_squid_layout_is_discovered(tmp_path):
     _png(tmp_path / "test" / "pneumonia_256" / "p0.png")
     _png(tmp_path / "test" / "pneumonia_256" / "p1.png")
     index = discover(tmp_path)
-    assert index.summary() == {"root": str(tmp_path), "layout": "split-folders", "train_normals": 3, "test_normal": 1, "test_abnormal": 2}
+    assert index.summary() == {
+        "root": str(tmp_path),
+        "layout": "split-folders",
+        "train_normals": 3,
+        "test_normal": 1,
+        "test_abnormal": 2,
+    }
 
 
 def test_flat_layout_and_csv_manifest(tmp_path):

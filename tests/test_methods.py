@@ -28,7 +28,9 @@ def test_methods_are_found_by_name_with_their_defaults(backbone):
     assert "deep_text" in learnable["maple"] and "couplings.0.weight" in learnable["maple"]
 
 
-@pytest.mark.parametrize("template, prompts", [("words", ["normal", "pneumonia"]), ("chexzero", ["no pneumonia", "pneumonia"])])
+@pytest.mark.parametrize(
+    "template, prompts", [("words", ["normal", "pneumonia"]), ("chexzero", ["no pneumonia", "pneumonia"])]
+)
 def test_zero_shot_is_a_softmax_over_two_prompts(backbone, images, template, prompts):
     model = get_method("zeroshot").build(backbone, ZeroShotConfig(template=template))
     grayscale = (images * 0.3 + 0.4).clamp(0, 1)[:, 0]

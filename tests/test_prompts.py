@@ -61,7 +61,9 @@ def test_whole_image_view_leaves_image_features_unchanged(model):
     whole = model.regions.names.index("")
     assert model.patch_keep[whole].min() == 1
     with torch.no_grad():
-        torch.testing.assert_close(_features(model, images, whole), model.backbone.encode_image(images), rtol=0, atol=1e-6)
+        torch.testing.assert_close(
+            _features(model, images, whole), model.backbone.encode_image(images), rtol=0, atol=1e-6
+        )
 
 
 def test_half_mask_sees_only_its_region(model):

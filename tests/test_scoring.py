@@ -66,7 +66,8 @@ def test_batched_views_equal_one_view_at_a_time(model):
     x = model.preprocessing.normalize(torch.from_numpy(images))
     with torch.no_grad():
         single = np.stack(
-            [model.class_logits(x, torch.full((3,), r)).softmax(-1)[:, 1].numpy() for r in range(len(model.regions))], axis=1
+            [model.class_logits(x, torch.full((3,), r)).softmax(-1)[:, 1].numpy() for r in range(len(model.regions))],
+            axis=1,
         )
     assert batched.shape == (3, 5)
     np.testing.assert_allclose(batched, single, atol=1e-5)

@@ -49,7 +49,9 @@ def test_fpi_blend_factor_is_bounded_and_exact(chest):
     alpha = result.params["alpha"]
     assert 0 <= alpha <= 1
     inside = result.mask
-    np.testing.assert_allclose(result.image[inside], (1 - alpha) * image[inside] + alpha * sources[0][inside], atol=1e-6)
+    np.testing.assert_allclose(
+        result.image[inside], (1 - alpha) * image[inside] + alpha * sources[0][inside], atol=1e-6
+    )
     # every changed pixel lies between the two images
     low, high = np.minimum(image, sources[0]), np.maximum(image, sources[0])
     assert np.all((result.image >= low - 1e-6) & (result.image <= high + 1e-6))
@@ -75,7 +77,9 @@ def test_pii_keeps_the_target_outside_the_patch(chest):
     grown = ndimage.binary_dilation(result.mask)
     for axis in (0, 1):
         outside = ~grown
-        np.testing.assert_array_equal(np.gradient(result.image, axis=axis)[outside], np.gradient(image, axis=axis)[outside])
+        np.testing.assert_array_equal(
+            np.gradient(result.image, axis=axis)[outside], np.gradient(image, axis=axis)[outside]
+        )
 
 
 def test_cutpaste_pastes_an_exact_copy_of_a_box_of_the_image(chest):
@@ -133,7 +137,9 @@ def test_identity_is_labelled_normal_and_sources_are_required(chest):
     from ppad.data.batches import synthesize_batch
 
     image, _ = chest
-    batch = synthesize_batch(image[None].repeat(2, 0), WHOLE[None], get_synthesis("identity"), np.random.default_rng(0), labels=[1, 1])
+    batch = synthesize_batch(
+        image[None].repeat(2, 0), WHOLE[None], get_synthesis("identity"), np.random.default_rng(0), labels=[1, 1]
+    )
     assert batch.labels.tolist() == [0.0, 0.0]
     with pytest.raises(ValueError, match="needs source images"):
         get_synthesis("fpi")(image, WHOLE, np.random.default_rng(0))

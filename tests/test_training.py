@@ -43,7 +43,9 @@ def test_prompts_learn_a_fixed_batch(backbone, demo_data):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, demo_data):
     run_dir = tmp_path_factory.mktemp("run") / "run"
-    manifest = train_run(demo_data, run_dir, "tiny", settings=SMALL, config=PPADConfig(n_ctx=4), device="cpu", progress=False)
+    manifest = train_run(
+        demo_data, run_dir, "tiny", settings=SMALL, config=PPADConfig(n_ctx=4), device="cpu", progress=False
+    )
     return run_dir, manifest
 
 
@@ -68,7 +70,9 @@ def test_reloaded_run_scores_like_the_trained_prompts(trained, demo_data):
     for name, tensor in state["prompts"].items():
         torch.testing.assert_close(model.prompt_state_dict()[name], tensor)
     images = np.random.default_rng(0).random((2, 224, 224)).astype(np.float32)
-    np.testing.assert_allclose(predict_views(model, images), predict_views(load_run(run_dir, checkpoint="last"), images))
+    np.testing.assert_allclose(
+        predict_views(model, images), predict_views(load_run(run_dir, checkpoint="last"), images)
+    )
 
 
 def test_prompts_refuse_a_different_backbone(trained, tmp_path):
@@ -82,7 +86,9 @@ def test_same_folder_with_other_settings_is_refused(trained, demo_data):
     run_dir, _ = trained
     changed = TrainSettings(**{**SMALL.to_dict(), "lr": 0.5})
     with pytest.raises(RunConflictError, match="settings"):
-        train_run(demo_data, run_dir, "tiny", settings=changed, config=PPADConfig(n_ctx=4), device="cpu", progress=False)
+        train_run(
+            demo_data, run_dir, "tiny", settings=changed, config=PPADConfig(n_ctx=4), device="cpu", progress=False
+        )
 
 
 def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, tmp_path, monkeypatch):
@@ -127,12 +133,26 @@ def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, t
 
 def test_same_seed_reproduces_a_run_exactly(demo_data, tmp_path):
     settings = TrainSettings(shots=6, epochs=1, batch_size=3, validation_size=4, seed=5)
-    runs = [train_run(demo_data, tmp_path / name, "tiny", settings=settings, config=PPADConfig(n_ctx=4), device="cpu", progress=False) for name in "ab"]
+    runs = [
+        train_run(
+            demo_data,
+            tmp_path / name,
+            "tiny",
+            settings=settings,
+            config=PPADConfig(n_ctx=4),
+            device="cpu",
+            progress=False,
+        )
+        for name in "ab"
+    ]
     assert runs[0]["split"] == runs[1]["split"]
     # identical draws; CPU kernels may still sum in another order, hence the 1e-5 tolerance
     history = [run["result"]["history"][0] for run in runs]
     assert history[0]["loss"] == pytest.approx(history[1]["loss"], rel=1e-5)
     assert history[0]["val_auc"] == pytest.approx(history[1]["val_auc"], abs=1e-6)
-    with safe_open(str(tmp_path / "a" / PROMPT_FILES["best"]), framework="pt") as a, safe_open(str(tmp_path / "b" / PROMPT_FILES["best"]), framework="pt") as b:
+    with (
+        safe_open(str(tmp_path / "a" / PROMPT_FILES["best"]), framework="pt") as a,
+        safe_open(str(tmp_path / "b" / PROMPT_FILES["best"]), framework="pt") as b,
+    ):
         for key in a.keys():
             torch.testing.assert_close(a.get_tensor(key), b.get_tensor(key), rtol=1e-5, atol=1e-6)

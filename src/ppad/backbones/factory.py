@@ -36,7 +36,9 @@ def tiny_weights_path(seed: int = TINY_SEED) -> Path:
     return path
 
 
-def load_backbone(spec: str | Path, architecture: str | None = None, device: str | torch.device = "cpu") -> ClipBackbone:
+def load_backbone(
+    spec: str | Path, architecture: str | None = None, device: str | torch.device = "cpu"
+) -> ClipBackbone:
     """Load a frozen CLIP from a weights file, or ``"tiny"`` for the random test/demo model.
 
     ``architecture`` names a registered layout (e.g. ``"ViT-B/32"``); by default the layout is

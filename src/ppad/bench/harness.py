@@ -49,7 +49,9 @@ def plan(methods: list[str], syntheses: list[str], seeds: list[int]) -> list[Cel
     return [Cell(m, s, seed) for m in methods for s in syntheses for seed in seeds]
 
 
-def run_cell(cell: Cell, index: DatasetIndex, out: Path, backbone: ClipBackbone, settings: TrainSettings, progress: bool) -> dict:
+def run_cell(
+    cell: Cell, index: DatasetIndex, out: Path, backbone: ClipBackbone, settings: TrainSettings, progress: bool
+) -> dict:
     """Train and evaluate one cell, or read its results if it already finished."""
     run_dir = out / "runs" / cell.folder
     metrics_path = run_dir / "evaluation" / "metrics.json"
@@ -111,13 +113,23 @@ def run_bench(
     summary = summarize(cells, documents, by_synthesis)
     results = {
         "data": index.summary(),
-        "backbone": {"source": loaded.source, "architecture": loaded.architecture.name, "fingerprint": loaded.fingerprint},
+        "backbone": {
+            "source": loaded.source,
+            "architecture": loaded.architecture.name,
+            "fingerprint": loaded.fingerprint,
+        },
         "settings": settings.to_dict(),
         "seeds": list(seeds),
         "summary": summary,
         "runs": [
-            {"row": cell.row(by_synthesis), "method": cell.method, "synthesis": cell.synthesis, "seed": cell.seed,
-             "folder": str(out / "runs" / cell.folder), "metrics": doc["metrics"]}
+            {
+                "row": cell.row(by_synthesis),
+                "method": cell.method,
+                "synthesis": cell.synthesis,
+                "seed": cell.seed,
+                "folder": str(out / "runs" / cell.folder),
+                "metrics": doc["metrics"],
+            }
             for cell, doc in zip(cells, documents)
         ],
     }

@@ -26,7 +26,13 @@ def plot_roc_curves(path: Path, runs: list[tuple[str, dict]]) -> Path:
         colour = colours.setdefault(row, f"C{len(colours)}")
         axes.plot(fpr, tpr, color=colour, linewidth=1, alpha=0.8, label=row if first else None)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
-    axes.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1.01), title="ROC, one line per seed")
+    axes.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        xlim=(0, 1),
+        ylim=(0, 1.01),
+        title="ROC, one line per seed",
+    )
     axes.legend(loc="lower right", fontsize=8)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,9 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     result, files = evaluate_run(run_dir, data, progress=progress)
     best = manifest["result"]
     click.echo(f"data: {data} ({manifest['data']['train_normals']} train normals, {len(result.labels)} test images)")
-    click.echo(f"model kept: epoch {best['best_epoch']} of {epochs}, validation AUC {best['best_val_auc']:.3f} (held-out normals + SAS)")
+    click.echo(
+        f"model kept: epoch {best['best_epoch']} of {epochs}, validation AUC {best['best_val_auc']:.3f} (held-out normals + SAS)"
+    )
     click.echo(format_metrics(result.metrics))
     click.echo(f"files: {run_dir} (prompts, manifest) and {files['metrics'].parent} (metrics, scores)")
     click.echo(

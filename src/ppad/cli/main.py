@@ -11,18 +11,27 @@ import numpy as np
 
 from ppad.backbones import ARCHITECTURES, TINY, CheckpointError
 from ppad.backbones.preprocessing import RESIZE_MODES, Preprocessing
-from ppad.data import ImageReadError, LayoutError, discover, list_images, read_image
+from ppad.bench import ABLATIONS, run_bench
+from ppad.data import ImageReadError, LayoutError, list_images, read_image
 from ppad.data.synthetic import chest_like
 from ppad.methods import METHODS, BackboneMismatchError, get_method, load_run
 from ppad.methods.checkpoint import PROMPT_FILES
 from ppad.methods.zeroshot import TEMPLATES
-from ppad.bench import ABLATIONS, run_bench
 from ppad.scoring import evaluate_run, format_metrics, score_files
 from ppad.synthesis import SYNTHESIS_TASKS, get_synthesis
 from ppad.synthesis.preview import write_synthesis_grid
 from ppad.training import RunConflictError, TrainSettings, resolve_device, train_run
 
-USER_ERRORS = (CheckpointError, ImageReadError, LayoutError, BackboneMismatchError, RunConflictError, FileNotFoundError, ValueError, KeyError)
+USER_ERRORS = (
+    CheckpointError,
+    ImageReadError,
+    LayoutError,
+    BackboneMismatchError,
+    RunConflictError,
+    FileNotFoundError,
+    ValueError,
+    KeyError,
+)
 
 
 def _run_safely(action):
@@ -48,33 +57,99 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--method", type=click.Choice(list(METHODS)), default="ppad", show_default=True, help="Detection method.")
-@click.option("--backbone", default=TINY, show_default=True, help="CLIP weights (.pt state dict, OpenAI JIT, open_clip, safetensors) or 'tiny'.")
-@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default=None, help="Backbone layout; recognised from the weights if omitted.")
-@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest.")
+@click.option(
+    "--backbone",
+    default=TINY,
+    show_default=True,
+    help="CLIP weights (.pt state dict, OpenAI JIT, open_clip, safetensors) or 'tiny'.",
+)
+@click.option(
+    "--arch",
+    type=click.Choice(sorted(ARCHITECTURES)),
+    default=None,
+    help="Backbone layout; recognised from the weights if omitted.",
+)
+@click.option(
+    "--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest."
+)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
 @click.option("--shots", default=64, show_default=True, help="k normal training images.")
 @click.option("--epochs", default=100, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
 @click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule).")
 @click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
-@click.option("--val-size", default=64, show_default=True, help="Held-out normals for model selection (each also with a SAS anomaly).")
+@click.option(
+    "--val-size",
+    default=64,
+    show_default=True,
+    help="Held-out normals for model selection (each also with a SAS anomaly).",
+)
 @click.option("--n-ctx", type=int, default=None, help="Learnable context vectors [method default: 16; MaPLe 2].")
 @click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
 @click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
-@click.option("--template", type=click.Choice(TEMPLATES), default=None, help="zeroshot prompts: the class words, or CheXzero's 'no {abnormal}' / '{abnormal}'.")
-@click.option("--synthesis", type=click.Choice(list(SYNTHESIS_TASKS)), default="sas", show_default=True, help="Anomaly synthesis for training and validation.")
+@click.option(
+    "--template",
+    type=click.Choice(TEMPLATES),
+    default=None,
+    help="zeroshot prompts: the class words, or CheXzero's 'no {abnormal}' / '{abnormal}'.",
+)
+@click.option(
+    "--synthesis",
+    type=click.Choice(list(SYNTHESIS_TASKS)),
+    default="sas",
+    show_default=True,
+    help="Anomaly synthesis for training and validation.",
+)
 @click.option("--image-size", default=224, show_default=True)
-@click.option("--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop.")
+@click.option(
+    "--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop."
+)
 @device_option
 @quiet_option
-def train(method, backbone, arch, data, out, shots, epochs, batch_size, lr, seed, val_size, n_ctx, class_specific, classes, template, synthesis, image_size, resize, device, quiet) -> None:
+def train(
+    method,
+    backbone,
+    arch,
+    data,
+    out,
+    shots,
+    epochs,
+    batch_size,
+    lr,
+    seed,
+    val_size,
+    n_ctx,
+    class_specific,
+    classes,
+    template,
+    synthesis,
+    image_size,
+    resize,
+    device,
+    quiet,
+) -> None:
     """Learn prompts from k normal images (resumes an interrupted run in --out)."""
     words = tuple(word.strip() for word in classes.split(","))
-    settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, seed=seed, synthesis=synthesis)
-    config = get_method(method).config(
-        classes=words, n_ctx=n_ctx, class_specific=class_specific or None, template=template, image_size=image_size, resize_mode=resize
+    settings = TrainSettings(
+        shots=shots,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        validation_size=val_size,
+        seed=seed,
+        synthesis=synthesis,
     )
-    manifest = _run_safely(lambda: train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet))
+    config = get_method(method).config(
+        classes=words,
+        n_ctx=n_ctx,
+        class_specific=class_specific or None,
+        template=template,
+        image_size=image_size,
+        resize_mode=resize,
+    )
+    manifest = _run_safely(
+        lambda: train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet)
+    )
     result = manifest["result"]
     best = result["best_val_auc"]
     validation = f"validation AUC {best:.3f}" if best is not None else "no validation split"
@@ -95,7 +170,9 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
 @cli.command()
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="CSV (and .json beside it); default RUN/scores.csv.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=None, help="CSV (and .json beside it); default RUN/scores.csv."
+)
 @click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
 @click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
@@ -119,8 +196,18 @@ def score(run_dir, images, out, backbone, checkpoint, batch_size, device, quiet)
 
 @cli.command(name="evaluate")
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest with a test split.")
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="Folder for metrics.json and scores; default RUN/evaluation.")
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Data folder or CSV manifest with a test split.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Folder for metrics.json and scores; default RUN/evaluation.",
+)
 @click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
 @click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
 @click.option("--batch-size", default=32, show_default=True)
@@ -147,14 +234,23 @@ def _names(text: str) -> list[str]:
 
 
 @cli.command()
-@click.option("--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest.")
+@click.option(
+    "--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest."
+)
 @click.option("--backbone", default=TINY, show_default=True, help="CLIP weights or 'tiny'.")
 @click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default=None)
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bench folder (finished cells are reused).")
-@click.option("--methods", default="zeroshot,coop,ppad", show_default=True, help=f"Comma-separated, of: {', '.join(METHODS)}.")
+@click.option(
+    "--methods", default="zeroshot,coop,ppad", show_default=True, help=f"Comma-separated, of: {', '.join(METHODS)}."
+)
 @click.option("--seeds", default="0,1,2,3,4", show_default=True)
 @click.option("--synthesis", default="sas", show_default=True, help="Comma-separated synthesis names (one row each).")
-@click.option("--ablation", type=click.Choice(sorted(ABLATIONS)), default=None, help="Table 3 (prompts) or Table 4 (synthesis) rows; overrides --methods/--synthesis.")
+@click.option(
+    "--ablation",
+    type=click.Choice(sorted(ABLATIONS)),
+    default=None,
+    help="Table 3 (prompts) or Table 4 (synthesis) rows; overrides --methods/--synthesis.",
+)
 @click.option("--shots", default=64, show_default=True)
 @click.option("--epochs", default=100, show_default=True)
 @click.option("--batch-size", default=16, show_default=True)
@@ -162,14 +258,32 @@ def _names(text: str) -> list[str]:
 @click.option("--val-size", default=64, show_default=True)
 @device_option
 @quiet_option
-def bench(data, backbone, arch, out, methods, seeds, synthesis, ablation, shots, epochs, batch_size, lr, val_size, device, quiet) -> None:
+def bench(
+    data,
+    backbone,
+    arch,
+    out,
+    methods,
+    seeds,
+    synthesis,
+    ablation,
+    shots,
+    epochs,
+    batch_size,
+    lr,
+    val_size,
+    device,
+    quiet,
+) -> None:
     """Methods × seeds (× syntheses) → results.json, table.md (mean ± std) and roc.png."""
 
     def action() -> None:
         chosen = ABLATIONS[ablation] if ablation else {"methods": _names(methods), "syntheses": _names(synthesis)}
         settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size)
         seed_list = [int(seed) for seed in _names(seeds)]
-        run_bench(data, out, backbone, chosen["methods"], seed_list, chosen["syntheses"], settings, arch, device, not quiet)
+        run_bench(
+            data, out, backbone, chosen["methods"], seed_list, chosen["syntheses"], settings, arch, device, not quiet
+        )
         click.echo((out / "table.md").read_text().rstrip())
         click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")
 
@@ -177,9 +291,16 @@ def bench(data, backbone, arch, out, methods, seeds, synthesis, ablation, shots,
 
 
 @cli.command(name="synth-preview")
-@click.option("--image", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None, help="Image to draw on; a generated radiograph by default.")
+@click.option(
+    "--image",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Image to draw on; a generated radiograph by default.",
+)
 @click.option("--out", type=click.Path(path_type=Path), default=Path("synthesis-preview.png"), show_default=True)
-@click.option("--methods", default=",".join(SYNTHESIS_TASKS), show_default=True, help="Comma-separated synthesis names.")
+@click.option(
+    "--methods", default=",".join(SYNTHESIS_TASKS), show_default=True, help="Comma-separated synthesis names."
+)
 @click.option("--seeds", default=4, show_default=True, help="Draws per method (columns).")
 @click.option("--size", default=224, show_default=True, help="Image side in pixels.")
 def synth_preview(image, out, methods, seeds, size) -> None:
@@ -200,7 +321,13 @@ def synth_preview(image, out, methods, seeds, size) -> None:
 
 
 @cli.command()
-@click.option("--out", type=click.Path(path_type=Path), default=Path("ppad-demo"), show_default=True, help="Folder for the data set and the run.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("ppad-demo"),
+    show_default=True,
+    help="Folder for the data set and the run.",
+)
 @click.option("--epochs", default=5, show_default=True)
 @click.option("--seed", default=0, show_default=True)
 @quiet_option
@@ -209,4 +336,3 @@ def demo(out, epochs, seed, quiet) -> None:
     from ppad.cli.demo import run_demo
 
     _run_safely(lambda: run_demo(out, epochs, seed, progress=not quiet))
-

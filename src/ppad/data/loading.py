@@ -24,7 +24,9 @@ class LoadedImages:
     failures: list[ImageReadError] = field(default_factory=list)
 
 
-def load_images(paths: list[Path], preprocessing: Preprocessing, desc: str = "reading", progress: bool = True) -> LoadedImages:
+def load_images(
+    paths: list[Path], preprocessing: Preprocessing, desc: str = "reading", progress: bool = True
+) -> LoadedImages:
     """Read, convert and resize ``paths`` in order; unreadable files are reported, not fatal."""
 
     def read_one(path: Path) -> np.ndarray | ImageReadError:

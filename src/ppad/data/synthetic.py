@@ -60,7 +60,12 @@ def _save(image: np.ndarray, path: Path) -> None:
 
 
 def write_demo_dataset(
-    root: str | Path, n_train: int = 96, n_test_normal: int = 40, n_test_abnormal: int = 40, seed: int = 0, size: int = 256
+    root: str | Path,
+    n_train: int = 96,
+    n_test_normal: int = 40,
+    n_test_abnormal: int = 40,
+    seed: int = 0,
+    size: int = 256,
 ) -> Path:
     """Write a split-folder data set (``train/normal``, ``test/normal``, ``test/abnormal``) of PNGs."""
     root = Path(root)

@@ -92,7 +92,9 @@ class PromptDetector(nn.Module):
             raise ValueError(f"prompt tensors {sorted(state)} do not match the model's {sorted(expected)}")
         for name, value in state.items():
             if value.shape != expected[name].shape:
-                raise ValueError(f"prompt tensor {name} has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}")
+                raise ValueError(
+                    f"prompt tensor {name} has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}"
+                )
         self.load_state_dict(state, strict=False)
 
     def text_features(self) -> torch.Tensor:

@@ -39,7 +39,9 @@ class MaPLeModel(PromptDetector):
         self.text_prompt = PositionTextPrompt(backbone, self.regions.names, config.classes, config.n_ctx)
         deep = torch.randn(self.depth - 1, config.n_ctx, backbone.text_width, device=self.device) * CTX_INIT_STD
         self.deep_text = nn.Parameter(deep)
-        self.couplings = nn.ModuleList(nn.Linear(backbone.text_width, backbone.width) for _ in range(self.depth)).to(self.device)
+        self.couplings = nn.ModuleList(nn.Linear(backbone.text_width, backbone.width) for _ in range(self.depth)).to(
+            self.device
+        )
 
     def _text_prompt_at(self, layer: int) -> torch.Tensor:
         return self.text_prompt.ctx[0] if layer == 0 else self.deep_text[layer - 1]

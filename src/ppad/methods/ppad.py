@@ -27,8 +27,12 @@ class PPADModel(PromptDetector):
 
     def __init__(self, backbone: ClipBackbone, config: PPADConfig = PPADConfig()) -> None:
         super().__init__(backbone, config)
-        self.text_prompt = PositionTextPrompt(backbone, self.regions.names, config.classes, config.n_ctx, config.class_specific)
-        self.image_prompt = PatchPrompt(self.grid_size**2, backbone.width).to(self.device) if config.image_prompt else None
+        self.text_prompt = PositionTextPrompt(
+            backbone, self.regions.names, config.classes, config.n_ctx, config.class_specific
+        )
+        self.image_prompt = (
+            PatchPrompt(self.grid_size**2, backbone.width).to(self.device) if config.image_prompt else None
+        )
 
     def compute_text_features(self) -> torch.Tensor:
         return self.text_prompt.text_features(self.backbone)
@@ -37,7 +41,9 @@ class PPADModel(PromptDetector):
         """Views that mask nothing (the whole image) skip the prompt, so no gradient flows
         back through the vision tower for them."""
         keep = self.patch_keep[region_index]
-        masked = (keep < 1).any(dim=1) if self.image_prompt is not None else torch.zeros_like(region_index, dtype=torch.bool)
+        masked = (
+            (keep < 1).any(dim=1) if self.image_prompt is not None else torch.zeros_like(region_index, dtype=torch.bool)
+        )
         if not masked.any():
             return self.backbone.encode_patch_embeddings(patches)
         if masked.all():

@@ -17,7 +17,9 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return labels, scores
 
 
-def classification_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> dict[str, float]:
+def classification_metrics(
+    labels: np.ndarray, scores: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> dict[str, float]:
     """AUC, AP (threshold-free) and ACC, F1 with ``score > threshold`` called abnormal."""
     labels, scores = _check(labels, scores)
     predicted = (scores > threshold).astype(int)

@@ -34,7 +34,9 @@ def prompt_token_ids(
             tail = [*tokenizer.encode(name), *period, tokenizer.eot_token_id]
             ids = head + [0] * n_ctx + tail
             if len(ids) > length:
-                raise ValueError(f"prompt for position {position!r}, class {name!r} needs {len(ids)} tokens; the backbone takes {length}")
+                raise ValueError(
+                    f"prompt for position {position!r}, class {name!r} needs {len(ids)} tokens; the backbone takes {length}"
+                )
             rows.append(ids + [0] * (length - len(ids)))
             starts.append(len(head))
             eots.append(len(ids) - 1)
@@ -62,7 +64,11 @@ class PositionTextPrompt(nn.Module):
         self.register_buffer("ctx_slot", ((slot >= 0) & (slot < n_ctx)).to(frozen.device), persistent=False)
         self.register_buffer("ctx_index", slot.clamp(0, n_ctx - 1).to(frozen.device), persistent=False)
         self.register_buffer("eot_index", eot_index.to(frozen.device), persistent=False)
-        class_of_row = torch.arange(len(classes)).repeat(len(positions)) if class_specific else torch.zeros(len(ids), dtype=torch.long)
+        class_of_row = (
+            torch.arange(len(classes)).repeat(len(positions))
+            if class_specific
+            else torch.zeros(len(ids), dtype=torch.long)
+        )
         self.register_buffer("class_of_row", class_of_row.to(frozen.device), persistent=False)
         groups = len(classes) if class_specific else 1
         self.ctx = nn.Parameter(torch.randn(groups, n_ctx, frozen.shape[-1], device=frozen.device) * CTX_INIT_STD)

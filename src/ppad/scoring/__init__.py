@@ -1,6 +1,13 @@
 """Scoring images with a trained model, and evaluating on a labelled split."""
 
-from ppad.scoring.evaluation import Evaluation, evaluate, evaluate_run, format_metrics, seen_in_training, write_evaluation
+from ppad.scoring.evaluation import (
+    Evaluation,
+    evaluate,
+    evaluate_run,
+    format_metrics,
+    seen_in_training,
+    write_evaluation,
+)
 from ppad.scoring.rule import DEFAULT_ETA, aggregate_views
 from ppad.scoring.scorer import ScoreReport, predict_views, score_files
 

@@ -50,7 +50,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
     out_dir = Path(out_dir)
     report = evaluation.report
     test_files = [
-        {"path": str(p), "label": int(y), "score": float(s)} for p, y, s in zip(report.paths, evaluation.labels, report.scores)
+        {"path": str(p), "label": int(y), "score": float(s)}
+        for p, y, s in zip(report.paths, evaluation.labels, report.scores)
     ]
     document = {
         **manifest,
@@ -91,7 +92,13 @@ def evaluate_run(
     index = data if isinstance(data, DatasetIndex) else discover(data)
     model = load_run(run_dir, backbone, checkpoint, device)
     result = evaluate(model, index, seen_in_training(run_dir), batch_size, bootstrap, seed, progress)
-    manifest = {"run": str(run_dir), "checkpoint": checkpoint, "seed": seed, "data": str(index.root), "command": command}
+    manifest = {
+        "run": str(run_dir),
+        "checkpoint": checkpoint,
+        "seed": seed,
+        "data": str(index.root),
+        "command": command,
+    }
     return result, write_evaluation(result, out_dir or run_dir / "evaluation", manifest)
 
 

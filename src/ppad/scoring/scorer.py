@@ -48,7 +48,11 @@ class ScoreReport:
     def rows(self, threshold: float = DEFAULT_THRESHOLD) -> list[dict]:
         rows = []
         for path, score, views in zip(self.paths, self.scores, self.view_probabilities):
-            row = {"path": str(path), "score": float(score), "prediction": "abnormal" if score > threshold else "normal"}
+            row = {
+                "path": str(path),
+                "score": float(score),
+                "prediction": "abnormal" if score > threshold else "normal",
+            }
             row.update({view_column(name): float(p) for name, p in zip(self.view_names, views)})
             rows.append(row)
         return rows

@@ -31,7 +31,9 @@ SYNTHESIS_TASKS: dict[str, Callable[[Sources], SynthesisTask]] = {
     "source": lambda sources: RadialDeformation(kind="source", name="source"),
     "sink": lambda sources: RadialDeformation(kind="sink", name="sink"),
     "identity": lambda sources: Identity(),
-    "mediclip": lambda sources: Mixture(tuple(get_synthesis(name, sources) for name in MEDICLIP_TASKS), name="mediclip"),
+    "mediclip": lambda sources: Mixture(
+        tuple(get_synthesis(name, sources) for name in MEDICLIP_TASKS), name="mediclip"
+    ),
 }
 
 

@@ -158,7 +158,11 @@ class AnatPaste:
         lungs = estimate_lung_fields(image)
         allowed = region & lungs if (region & lungs).any() else region
         target = random_box(image.shape, sample_pixel(allowed, rng), rng)
-        cut = place(image.shape, (int(rng.integers(image.shape[0])), int(rng.integers(image.shape[1]))), (target.height, target.width))
+        cut = place(
+            image.shape,
+            (int(rng.integers(image.shape[0])), int(rng.integers(image.shape[1]))),
+            (target.height, target.width),
+        )
         mask = target.mask(image.shape) & lungs if lungs.any() else target.mask(image.shape)
         alpha = float(rng.uniform(0.3, 1.0))
         blended = np.zeros(image.shape, dtype=np.float32)

@@ -21,7 +21,9 @@ def _cell(image: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
     return rgb
 
 
-def synthesis_grid(image: np.ndarray, methods: list[str], seeds: int, sources: np.ndarray, region: np.ndarray) -> Image.Image:
+def synthesis_grid(
+    image: np.ndarray, methods: list[str], seeds: int, sources: np.ndarray, region: np.ndarray
+) -> Image.Image:
     """Rows: the original, then each method; columns: ``seeds`` draws. Mask outlines in red."""
     size = image.shape[0]
     rows = [("original", [_cell(image, None)] * seeds)]

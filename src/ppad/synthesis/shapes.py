@@ -26,7 +26,9 @@ def perlin_points(center: tuple[int, int], diameter: int, n_points: int, rng: np
     return np.stack([rows, cols], axis=1) + jitter + offset
 
 
-def bezier_outline(vertices: np.ndarray, rng: np.random.Generator, bend: tuple[float, float], samples: int = 16) -> np.ndarray:
+def bezier_outline(
+    vertices: np.ndarray, rng: np.random.Generator, bend: tuple[float, float], samples: int = 16
+) -> np.ndarray:
     """Replace each polygon edge by a quadratic Bézier curve bent along the edge normal.
 
     The control point sits at the edge midpoint, moved outward by ``u × edge length`` with
@@ -92,4 +94,6 @@ def irregular_mask(
         mask = _fill_outline(outline, shape)
         if mask.sum() >= 9:
             return mask
-    raise RuntimeError(f"could not draw an irregular mask of diameter {diameter} at {center} in {MAX_ATTEMPTS} attempts")
+    raise RuntimeError(
+        f"could not draw an irregular mask of diameter {diameter} at {center} in {MAX_ATTEMPTS} attempts"
+    )

@@ -14,8 +14,8 @@ from tqdm.auto import tqdm
 
 from ppad.data.batches import SyntheticBatch, synthesize_batch
 from ppad.io import atomic_write
-from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
 from ppad.methods.base import PromptDetector
+from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
 from ppad.scoring.rule import aggregate_views
 from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
@@ -78,7 +78,9 @@ def fit(
         return {"history": [], "best_epoch": 0, "best_val_auc": val_auc}
     state_path = run_dir / STATE_FILE
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay)
+    optimizer = torch.optim.SGD(
+        parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     history: list[dict] = []
     best = {"epoch": 0, "val_auc": None}
@@ -92,15 +94,27 @@ def fit(
 
     task = get_synthesis(settings.synthesis, sources=support)
     region_masks = model.regions.pixel_masks(model.config.image_size)
-    bar = tqdm(range(start, settings.epochs), desc="training", unit="epoch", disable=not progress, initial=start, total=settings.epochs)
+    bar = tqdm(
+        range(start, settings.epochs),
+        desc="training",
+        unit="epoch",
+        disable=not progress,
+        initial=start,
+        total=settings.epochs,
+    )
     for epoch in bar:
         rng = np.random.default_rng([settings.seed, epoch])
         order = rng.permutation(len(support))
         model.train()
         losses = []
         for first in range(0, len(order), settings.batch_size):
-            batch = synthesize_batch(support[order[first : first + settings.batch_size]], region_masks, task, rng, settings.p_anomaly)
-            logits = model(batch.model_input(model.preprocessing, model.device), torch.from_numpy(batch.region_index).to(model.device))
+            batch = synthesize_batch(
+                support[order[first : first + settings.batch_size]], region_masks, task, rng, settings.p_anomaly
+            )
+            logits = model(
+                batch.model_input(model.preprocessing, model.device),
+                torch.from_numpy(batch.region_index).to(model.device),
+            )
             loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels).to(model.device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import platform
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
 
@@ -16,8 +16,8 @@ from ppad.backbones import TINY, ClipBackbone, load_backbone
 from ppad.data import DatasetIndex, discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
 from ppad.io import read_json, write_json
-from ppad.methods.checkpoint import MANIFEST_FILE, write_run_config
 from ppad.methods.base import DetectorConfig
+from ppad.methods.checkpoint import MANIFEST_FILE, write_run_config
 from ppad.methods.registry import get_method
 from ppad.synthesis import get_synthesis
 from ppad.training.loop import TrainSettings, fit
@@ -76,7 +76,11 @@ def train_run(
     config = config or spec.defaults
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
-    loaded = backbone if isinstance(backbone, ClipBackbone) else load_backbone(backbone, architecture, resolve_device(device))
+    loaded = (
+        backbone
+        if isinstance(backbone, ClipBackbone)
+        else load_backbone(backbone, architecture, resolve_device(device))
+    )
     torch.manual_seed(settings.seed)  # prompt initialisation
     model = spec.build(loaded, config)
     identity = {
@@ -107,7 +111,7 @@ def train_run(
         **identity,
         "ppad_version": __version__,
         "command": sys.argv,
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
         "device": str(model.device),
         "backbone": {"source": model.backbone.source, "architecture": model.backbone.architecture.name},
         "data": index.summary(),
@@ -123,6 +127,6 @@ def train_run(
     write_run_config(out, model, method)
     write_json(out / MANIFEST_FILE, manifest)
     result = fit(model, support.images, validation, settings, out, progress)
-    manifest.update(result=result, finished=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    manifest.update(result=result, finished=datetime.now(UTC).isoformat(timespec="seconds"))
     write_json(out / MANIFEST_FILE, manifest)
     return manifest
