@@ -57,6 +57,25 @@ def _save_state(path: Path, model: PromptDetector, optimizer, scheduler, epoch: 
     atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
+def _train_epoch(model, optimizer, support, task, region_masks, rng, settings: TrainSettings) -> float:
+    """One pass over the support set in a seeded order; returns the mean BCE loss."""
+    order = rng.permutation(len(support))
+    model.train()
+    losses = []
+    for first in range(0, len(order), settings.batch_size):
+        batch = synthesize_batch(
+            support[order[first : first + settings.batch_size]], region_masks, task, rng, settings.p_anomaly
+        )
+        images = batch.model_input(model.preprocessing, model.device)
+        logits = model(images, torch.from_numpy(batch.region_index).to(model.device))
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels).to(model.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return float(np.mean(losses))
+
+
 def fit(
     model: PromptDetector,
     support: np.ndarray,
@@ -104,23 +123,12 @@ def fit(
     )
     for epoch in bar:
         rng = np.random.default_rng([settings.seed, epoch])
-        order = rng.permutation(len(support))
-        model.train()
-        losses = []
-        for first in range(0, len(order), settings.batch_size):
-            batch = synthesize_batch(
-                support[order[first : first + settings.batch_size]], region_masks, task, rng, settings.p_anomaly
-            )
-            logits = model(
-                batch.model_input(model.preprocessing, model.device),
-                torch.from_numpy(batch.region_index).to(model.device),
-            )
-            loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels).to(model.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(loss.item())
-        record = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"], "loss": float(np.mean(losses))}
+        lr = optimizer.param_groups[0]["lr"]
+        record = {
+            "epoch": epoch + 1,
+            "lr": lr,
+            "loss": _train_epoch(model, optimizer, support, task, region_masks, rng, settings),
+        }
         scheduler.step()
         model.eval()
         if validation is not None:
