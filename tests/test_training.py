@@ -156,3 +156,11 @@ def test_same_seed_reproduces_a_run_exactly(demo_data, tmp_path):
     ):
         for key in a.keys():
             torch.testing.assert_close(a.get_tensor(key), b.get_tensor(key), rtol=1e-5, atol=1e-6)
+
+
+def test_a_synthesis_that_changes_nothing_keeps_the_last_epoch(demo_data, tmp_path):
+    settings = TrainSettings(shots=6, epochs=2, batch_size=3, validation_size=4, synthesis="identity")
+    manifest = train_run(demo_data, tmp_path / "run", "tiny", settings=settings, device="cpu", progress=False)
+    assert manifest["result"]["best_epoch"] == 2 and manifest["result"]["best_val_auc"] is None
+    assert all("val_auc" not in record for record in manifest["result"]["history"])
+    assert manifest["validation"]["synthetic_anomalies"] == 0

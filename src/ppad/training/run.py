@@ -104,6 +104,9 @@ def train_run(
         region_masks = model.regions.pixel_masks(config.image_size)
         task = get_synthesis(settings.synthesis, sources=support.images)
         validation = validation_batch(held_out.images, region_masks, task, settings.seed)
+        if validation.labels.min() == validation.labels.max():
+            log.warning("synthesis %r changed no validation image: the last epoch is kept", settings.synthesis)
+            validation = None
     else:
         log.warning("no held-out normals for validation: the last epoch is kept (add normals beyond --shots)")
 
@@ -117,7 +120,7 @@ def train_run(
         "data": index.summary(),
         "validation": {
             "normals": len(held_out.paths),
-            "synthetic_anomalies": len(held_out.paths),
+            "synthetic_anomalies": int(validation.labels.sum()) if validation is not None else 0,
             "source": "held-out training normals + SAS anomalies on them (never the test split)",
         },
         "unreadable": [{"path": str(f.path), "error": f.problem} for f in unreadable],
