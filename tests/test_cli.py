@@ -60,6 +60,10 @@ def check_train_score_evaluate(backbone: str, data: Path, run_dir: Path, extra: 
     assert [r["path"] for r in rows] == [str(p) for p in images] + [str(bad)]
     assert rows[-1]["error"] and "broken.png" in result.output
     assert all(0 <= float(r["p_left_lung"]) <= 1 and 0 <= float(r["score"]) <= 1 for r in rows[:3])
+    views = ["left lung", "right lung", "upper lung", "lower lung", "whole image"]
+    for r in rows[:3]:  # the view with the highest abnormal probability is named
+        probabilities = [float(r["p_" + v.replace(" ", "_")]) for v in views]
+        assert r["top_view"] == views[probabilities.index(max(probabilities))]
     assert json.loads((run_dir / "s.json").read_text())["unreadable"][0]["path"] == str(bad)
 
     result = invoke("evaluate", "--run", run_dir, "--data", data, "--quiet", "--device", "cpu", "--bootstrap", "200")
@@ -159,5 +163,6 @@ def test_baselines_train_and_score_from_the_command_line(demo_data, tmp_path, me
     image = discover(demo_data).test[0].path
     assert invoke("score", "--run", run_dir, image, "--quiet").exit_code == 0
     row = read_csv(run_dir / "scores.csv")[0]
-    assert set(row) == {"path", "score", "prediction", "p_whole_image", "error"}
+    assert set(row) == {"path", "score", "prediction", "top_view", "p_whole_image", "error"}
+    assert row["top_view"] == "whole image"
     assert float(row["score"]) == pytest.approx(float(row["p_whole_image"]), abs=1e-6)

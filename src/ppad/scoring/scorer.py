@@ -20,8 +20,12 @@ from ppad.scoring.rule import aggregate_views
 READ_CHUNK = 256  # images read and resized at a time, bounding memory on large folders
 
 
+def view_label(name: str) -> str:
+    return name or "whole image"
+
+
 def view_column(name: str) -> str:
-    return "p_" + (name.replace(" ", "_") if name else "whole_image")
+    return "p_" + view_label(name).replace(" ", "_")
 
 
 def predict_views(model: PromptDetector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
@@ -52,6 +56,7 @@ class ScoreReport:
                 "path": str(path),
                 "score": float(score),
                 "prediction": "abnormal" if score > threshold else "normal",
+                "top_view": view_label(self.view_names[int(views.argmax())]),
             }
             row.update({view_column(name): float(p) for name, p in zip(self.view_names, views)})
             rows.append(row)
@@ -59,7 +64,7 @@ class ScoreReport:
 
     def write_csv(self, path: str | Path) -> Path:
         """One row per image (views as columns); unreadable files as rows with their error."""
-        columns = ["path", "score", "prediction", *map(view_column, self.view_names), "error"]
+        columns = ["path", "score", "prediction", "top_view", *map(view_column, self.view_names), "error"]
 
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as handle:
