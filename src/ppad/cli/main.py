@@ -9,9 +9,17 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ppad.backbones import ARCHITECTURES, TINY, CheckpointError
+from ppad.backbones import CheckpointError
 from ppad.backbones.preprocessing import RESIZE_MODES, Preprocessing
 from ppad.bench import ABLATIONS, run_bench
+from ppad.cli.options import (
+    backbone_options,
+    data_option,
+    device_option,
+    quiet_option,
+    schedule_options,
+    trained_run_options,
+)
 from ppad.data import ImageReadError, LayoutError, list_images, read_image
 from ppad.data.synthetic import chest_like
 from ppad.methods import METHODS, BackboneMismatchError, get_method, load_run
@@ -44,10 +52,6 @@ def _run_safely(action):
         sys.exit(2)
 
 
-device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto")
-quiet_option = click.option("--quiet", is_flag=True, help="No progress bars.")
-
-
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(package_name="ppad")
 def cli() -> None:
@@ -57,33 +61,11 @@ def cli() -> None:
 
 @cli.command()
 @click.option("--method", type=click.Choice(list(METHODS)), default="ppad", show_default=True, help="Detection method.")
-@click.option(
-    "--backbone",
-    default=TINY,
-    show_default=True,
-    help="CLIP weights (.pt state dict, OpenAI JIT, open_clip, safetensors) or 'tiny'.",
-)
-@click.option(
-    "--arch",
-    type=click.Choice(sorted(ARCHITECTURES)),
-    default=None,
-    help="Backbone layout; recognised from the weights if omitted.",
-)
-@click.option(
-    "--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest."
-)
+@backbone_options
+@data_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
-@click.option("--shots", default=64, show_default=True, help="k normal training images.")
-@click.option("--epochs", default=100, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule).")
+@schedule_options
 @click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
-@click.option(
-    "--val-size",
-    default=64,
-    show_default=True,
-    help="Held-out normals for model selection (each also with a SAS anomaly).",
-)
 @click.option("--n-ctx", type=int, default=None, help="Learnable context vectors [method default: 16; MaPLe 2].")
 @click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
 @click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
@@ -168,17 +150,14 @@ def _expand_inputs(inputs: tuple[Path, ...]) -> list[Path]:
 
 
 @cli.command()
-@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@trained_run_options
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--out", type=click.Path(path_type=Path), default=None, help="CSV (and .json beside it); default RUN/scores.csv."
 )
-@click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
-@click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
 @device_option
 @quiet_option
-def score(run_dir, images, out, backbone, checkpoint, batch_size, device, quiet) -> None:
+def score(run_dir, backbone, checkpoint, batch_size, images, out, device, quiet) -> None:
     """Score image files or folders: one row per image, a column per view."""
 
     def action() -> None:
@@ -195,26 +174,18 @@ def score(run_dir, images, out, backbone, checkpoint, batch_size, device, quiet)
 
 
 @cli.command(name="evaluate")
-@click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
-@click.option(
-    "--data",
-    required=True,
-    type=click.Path(exists=True, path_type=Path),
-    help="Data folder or CSV manifest with a test split.",
-)
+@trained_run_options
+@data_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
     help="Folder for metrics.json and scores; default RUN/evaluation.",
 )
-@click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
-@click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
-@click.option("--batch-size", default=32, show_default=True)
 @click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples for the AUC's 95% CI.")
 @device_option
 @quiet_option
-def evaluate_command(run_dir, data, out, backbone, checkpoint, batch_size, bootstrap, device, quiet) -> None:
+def evaluate_command(run_dir, backbone, checkpoint, batch_size, data, out, bootstrap, device, quiet) -> None:
     """Metrics on the test split (files the run trained or validated on are left out)."""
 
     def action() -> None:
@@ -234,11 +205,8 @@ def _names(text: str) -> list[str]:
 
 
 @cli.command()
-@click.option(
-    "--data", required=True, type=click.Path(exists=True, path_type=Path), help="Data folder or CSV manifest."
-)
-@click.option("--backbone", default=TINY, show_default=True, help="CLIP weights or 'tiny'.")
-@click.option("--arch", type=click.Choice(sorted(ARCHITECTURES)), default=None)
+@data_option
+@backbone_options
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Bench folder (finished cells are reused).")
 @click.option(
     "--methods", default="zeroshot,coop,ppad", show_default=True, help=f"Comma-separated, of: {', '.join(METHODS)}."
@@ -251,11 +219,7 @@ def _names(text: str) -> list[str]:
     default=None,
     help="Table 3 (prompts) or Table 4 (synthesis) rows; overrides --methods/--synthesis.",
 )
-@click.option("--shots", default=64, show_default=True)
-@click.option("--epochs", default=100, show_default=True)
-@click.option("--batch-size", default=16, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True)
-@click.option("--val-size", default=64, show_default=True)
+@schedule_options
 @device_option
 @quiet_option
 def bench(
