@@ -40,10 +40,10 @@ class PPADModel(PromptDetector):
     def image_features(self, patches: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
         """Views that mask nothing (the whole image) skip the prompt, so no gradient flows
         back through the vision tower for them."""
+        if self.image_prompt is None:
+            return super().image_features(patches, region_index)
         keep = self.patch_keep[region_index]
-        masked = (
-            (keep < 1).any(dim=1) if self.image_prompt is not None else torch.zeros_like(region_index, dtype=torch.bool)
-        )
+        masked = (keep < 1).any(dim=1)
         if not masked.any():
             return self.backbone.encode_patch_embeddings(patches)
         if masked.all():

@@ -67,9 +67,8 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
     }
 
 
-def seen_in_training(run_dir: str | Path) -> set[Path]:
-    """Every file a run used for its support set or validation (resolved paths)."""
-    manifest = read_json(Path(run_dir) / MANIFEST_FILE)
+def seen_in_training(manifest: dict) -> set[Path]:
+    """Every file a run used for its support set or validation (resolved paths), from its manifest."""
     return {Path(p).resolve() for files in manifest["split"].values() for p in files}
 
 
@@ -88,10 +87,11 @@ def evaluate_run(
     """Load a run, evaluate it on ``data``'s test split (minus its training files), write
     ``metrics.json`` and the scores into ``out_dir`` (default ``RUN/evaluation``)."""
     run_dir = Path(run_dir)
-    seed = read_json(run_dir / MANIFEST_FILE)["settings"]["seed"]
+    run_manifest = read_json(run_dir / MANIFEST_FILE)
+    seed = run_manifest["settings"]["seed"]
     index = data if isinstance(data, DatasetIndex) else discover(data)
     model = load_run(run_dir, backbone, checkpoint, device)
-    result = evaluate(model, index, seen_in_training(run_dir), batch_size, bootstrap, seed, progress)
+    result = evaluate(model, index, seen_in_training(run_manifest), batch_size, bootstrap, seed, progress)
     manifest = {
         "run": str(run_dir),
         "checkpoint": checkpoint,

@@ -68,8 +68,8 @@ def train_run(
 
     ``config`` defaults to the method's own defaults (see :data:`ppad.methods.METHODS`).
 
-    Model selection uses only the validation split: held-out training normals, each also
-    with a SAS anomaly. The test split is never read here.
+    Model selection uses only the validation split: held-out training normals, each also with
+    an anomaly from ``settings.synthesis``. The test split is never read here.
     """
     out = Path(out)
     spec = get_method(method)
@@ -121,7 +121,7 @@ def train_run(
         "validation": {
             "normals": len(held_out.paths),
             "synthetic_anomalies": int(validation.labels.sum()) if validation is not None else 0,
-            "source": "held-out training normals + SAS anomalies on them (never the test split)",
+            "source": f"held-out training normals + {settings.synthesis} anomalies on them (never the test split)",
         },
         "unreadable": [{"path": str(f.path), "error": f.problem} for f in unreadable],
         "versions": software_versions(),
