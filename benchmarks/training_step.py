@@ -25,8 +25,8 @@ from ppad.synthesis import get_synthesis
 
 def straightforward_logits(model: PPADModel, images: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     backbone, prompt = model.backbone, model.text_prompt
-    patches = backbone.patch_embeddings(images)
-    image = F.normalize(backbone.encode_patch_embeddings(model.image_prompt(patches, model.patch_keep[region])), dim=-1)
+    patches = backbone.input_embeddings(images)
+    image = F.normalize(backbone.encode_input_embeddings(model.image_prompt(patches, model.region_keep[region])), dim=-1)
     embeddings = prompt()
     rows = []
     for i, r in enumerate(region.tolist()):

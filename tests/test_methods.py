@@ -14,17 +14,22 @@ def images():
 
 
 def test_methods_are_found_by_name_with_their_defaults(backbone):
-    assert list(METHODS) == ["ppad", "ppad-text", "coop", "maple", "zeroshot"]
+    prompt_methods = ["ppad", "ppad-text", "coop", "maple", "zeroshot"]
+    assert list(METHODS) == [*prompt_methods, "knn", *(f"{name}+knn" for name in prompt_methods)]
     with pytest.raises(KeyError, match="known: ppad"):
         get_method("nope")
     assert get_method("maple").config(n_ctx=None).n_ctx == 2  # None keeps the method's default
     assert get_method("zeroshot").config(n_ctx=8) == get_method("zeroshot").defaults  # not a zero-shot setting
     views = {name: len(method.build(backbone).regions) for name, method in METHODS.items()}
-    assert views == {"ppad": 5, "ppad-text": 5, "coop": 1, "maple": 1, "zeroshot": 1}
+    assert {name: views[name] for name in prompt_methods} == {"ppad": 5, "ppad-text": 5, "coop": 1, "maple": 1, "zeroshot": 1}
+    assert views["knn"] == 1 and views["ppad+knn"] == 5
+    assert METHODS["ppad+knn"].build(backbone).view_names == ["left lung", "right lung", "upper lung", "lower lung", "", "memory"]
     learnable = {name: sorted(method.build(backbone).prompt_state_dict()) for name, method in METHODS.items()}
-    assert learnable["ppad"] == ["image_prompt.patches", "text_prompt.ctx"]
+    assert learnable["ppad"] == ["image_prompt.values", "text_prompt.ctx"]
     assert learnable["ppad-text"] == learnable["coop"] == ["text_prompt.ctx"]
     assert learnable["zeroshot"] == []
+    assert learnable["knn"] == ["memory.bank", "memory.calibration"]
+    assert learnable["ppad+knn"] == sorted([*learnable["ppad"], "fusion_weight", "memory.bank", "memory.calibration"])
     assert "deep_text" in learnable["maple"] and "couplings.0.weight" in learnable["maple"]
 
 
@@ -45,7 +50,7 @@ def test_zero_shot_is_a_softmax_over_two_prompts(backbone, images, template, pro
 
 def test_ppad_text_views_differ_only_through_text(backbone, images):
     model = get_method("ppad-text").build(backbone)
-    patches = backbone.patch_embeddings(images)
+    patches = backbone.input_embeddings(images)
     with torch.no_grad():
         left = model.image_features(patches, torch.zeros(3, dtype=torch.long))
         whole = model.image_features(patches, torch.full((3,), 4))
@@ -57,18 +62,18 @@ def test_ppad_whole_view_skips_the_image_prompt_path(backbone, images):
     model = get_method("ppad").build(backbone)
     region = torch.tensor([4, 4, 0])
     model(images, region).sum().backward()
-    grad = model.image_prompt.patches.grad
+    grad = model.image_prompt.values.grad
     assert grad is not None and grad.abs().sum() > 0  # from the left-lung row only
     model.zero_grad()
     model(images[:2], region[:2]).sum().backward()
-    assert model.image_prompt.patches.grad is None or model.image_prompt.patches.grad.abs().sum() == 0
+    assert model.image_prompt.values.grad is None or model.image_prompt.values.grad.abs().sum() == 0
 
 
 def test_maple_prompts_are_deep_and_coupled(backbone, images):
     torch.manual_seed(0)
     model = get_method("maple").build(backbone)
     assert isinstance(model, MaPLeModel) and model.depth == 2  # tiny has 2 layers per tower
-    patches = backbone.patch_embeddings(images)
+    patches = backbone.input_embeddings(images)
     region = torch.zeros(3, dtype=torch.long)
     with torch.no_grad():
         before_image = model.image_features(patches, region).clone()

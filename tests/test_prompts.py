@@ -51,15 +51,15 @@ def model(backbone):
 
 
 def _features(model, images, region):
-    patches = model.backbone.patch_embeddings(images)
+    patches = model.backbone.input_embeddings(images)
     index = torch.full((len(images),), region)
-    return model.backbone.encode_patch_embeddings(model.image_prompt(patches, model.patch_keep[index]))
+    return model.backbone.encode_input_embeddings(model.image_prompt(patches, model.region_keep[index]))
 
 
 def test_whole_image_view_leaves_image_features_unchanged(model):
     images = torch.randn(2, 3, 224, 224)
     whole = model.regions.names.index("")
-    assert model.patch_keep[whole].min() == 1
+    assert model.region_keep[whole].min() == 1
     with torch.no_grad():
         torch.testing.assert_close(
             _features(model, images, whole), model.backbone.encode_image(images), rtol=0, atol=1e-6
@@ -83,9 +83,9 @@ def test_gradients_reach_prompts_only(model):
     region = torch.tensor([0, 0, 2, 4])  # left lung, upper lung, whole: upper-right patches never replaced
     model(images, region).sum().backward()
     assert model.text_prompt.ctx.grad is not None and model.text_prompt.ctx.grad.abs().sum() > 0
-    patch_grad = model.image_prompt.patches.grad
-    replaced = (model.patch_keep[region] == 0).any(dim=0)
+    patch_grad = model.image_prompt.values.grad
+    replaced = (model.region_keep[region] == 0).any(dim=0)[:, 0]
     assert patch_grad[replaced].abs().sum(dim=1).min() > 0  # every replaced patch learns
     assert patch_grad[~replaced].abs().max() == 0  # patches never replaced get nothing
     assert all(p.grad is None for p in model.backbone.parameters())
-    assert set(model.prompt_state_dict()) == {"text_prompt.ctx", "image_prompt.patches"}
+    assert set(model.prompt_state_dict()) == {"text_prompt.ctx", "image_prompt.values"}

@@ -55,7 +55,7 @@ def model(backbone):
     torch.manual_seed(0)
     model = PPADModel(backbone, PPADConfig(n_ctx=4))
     with torch.no_grad():
-        model.image_prompt.patches.normal_()
+        model.image_prompt.values.normal_()
         model.text_prompt.ctx.normal_()
     return model.eval()
 

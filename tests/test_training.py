@@ -58,7 +58,7 @@ def test_run_folder_holds_small_prompts_and_a_manifest(trained):
     assert manifest["validation"]["normals"] == 6 and len(manifest["split"]["support"]) == 8
     assert not set(manifest["split"]["support"]) & set(manifest["split"]["validation"])
     with safe_open(str(run_dir / PROMPT_FILES["best"]), framework="pt") as handle:
-        assert set(handle.keys()) == {"text_prompt.ctx", "image_prompt.patches"}
+        assert set(handle.keys()) == {"text_prompt.ctx", "image_prompt.values"}
         assert handle.metadata()["fingerprint"] == load_backbone("tiny").fingerprint
     assert (run_dir / PROMPT_FILES["best"]).stat().st_size < 100_000  # prompts, not the backbone
 

@@ -26,6 +26,11 @@ def atomic_write(path: str | Path, write: Callable[[Path], Any]) -> Path:
     return path
 
 
+def cache_dir() -> Path:
+    """Where generated or unpacked weights are cached: ``$PPAD_CACHE`` or ``~/.cache/ppad``."""
+    return Path(os.environ.get("PPAD_CACHE", Path.home() / ".cache" / "ppad"))
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

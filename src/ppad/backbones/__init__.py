@@ -2,13 +2,32 @@
 
 from ppad.backbones.architectures import ARCHITECTURES, Architecture, get_architecture
 from ppad.backbones.backbone import ClipBackbone, weights_fingerprint
-from ppad.backbones.factory import TINY, load_backbone, save_openai_state_dict, tiny_weights_path
+from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
+from ppad.backbones.factory import (
+    DEFAULT_BACKBONE,
+    TINY,
+    load_backbone,
+    save_dual_tower,
+    save_openai_state_dict,
+    shipped_backbones,
+    tiny_weights_path,
+)
 from ppad.backbones.loading import CheckpointError, read_state_dict
 from ppad.backbones.preprocessing import Preprocessing
+from ppad.backbones.protocol import Backbone
+from ppad.backbones.towers import TOWERS, TowerError
 
 __all__ = [
     "ARCHITECTURES",
     "Architecture",
+    "Backbone",
+    "DEFAULT_BACKBONE",
+    "DualTowerBackbone",
+    "DualTowerSpec",
+    "TOWERS",
+    "TowerError",
+    "save_dual_tower",
+    "shipped_backbones",
     "CheckpointError",
     "ClipBackbone",
     "Preprocessing",

@@ -1,8 +1,9 @@
-"""A frozen CLIP exposing the entry points prompt learning needs.
+"""A frozen OpenAI-layout CLIP (CheXzero, tiny) exposing the entry points prompt learning needs.
 
 The text tower is entered at the token-embedding level (so learned context vectors can be
-spliced in) and the image tower right after the patch projection (so learned patch vectors can
-replace patch embeddings before the class token and positional embedding are added).
+spliced in) and the image tower right after the patch projection, its *input embedding* (so
+learned patch vectors can replace patch embeddings before the class token and positional
+embedding are added). :mod:`ppad.backbones.protocol` lists the surface every backbone offers.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppad.backbones.architectures import Architecture
+from ppad.regions import RegionSet
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -30,6 +32,8 @@ def weights_fingerprint(module: nn.Module) -> str:
 
 class ClipBackbone(nn.Module):
     """A frozen open_clip ``CLIP`` plus where it came from and what its weights hash to."""
+
+    transformer_towers = True  # MaPLe's deep prompts can enter both towers
 
     def __init__(self, clip: open_clip.CLIP, architecture: Architecture, source: str) -> None:
         super().__init__()
@@ -60,6 +64,10 @@ class ClipBackbone(nn.Module):
         return self.clip.context_length
 
     @property
+    def device(self) -> torch.device:
+        return self.clip.logit_scale.device
+
+    @property
     def logit_scale(self) -> torch.Tensor:
         return self.clip.logit_scale.exp()
 
@@ -69,9 +77,17 @@ class ClipBackbone(nn.Module):
         return image_size // self.patch_size
 
     # --- image tower -----------------------------------------------------------------------
-    def patch_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+    def input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised images → [B, N, width] patch embeddings (row-major)."""
         return self.clip.visual.conv1(images).flatten(2).transpose(1, 2)
+
+    def prompt_shape(self, image_size: int) -> tuple[int, ...]:
+        """An image prompt holds one vector per patch: [N, width]."""
+        return (self.grid_size(image_size) ** 2, self.width)
+
+    def region_keep(self, regions: RegionSet, image_size: int) -> torch.Tensor:
+        """[R, N, 1] patch masks (1 = patch inside the region), broadcastable over embeddings."""
+        return regions.patch_masks(image_size, self.patch_size)[..., None].to(self.device)
 
     def visual_tokens(self, patches: torch.Tensor) -> torch.Tensor:
         """Prepend the class token and add the (resampled) positional embedding → [B, 1+N, W]."""
@@ -85,13 +101,17 @@ class ClipBackbone(nn.Module):
         pooled, _ = self.clip.visual._pool(tokens)
         return pooled @ self.clip.visual.proj
 
-    def encode_patch_embeddings(self, patches: torch.Tensor) -> torch.Tensor:
+    def encode_input_embeddings(self, patches: torch.Tensor) -> torch.Tensor:
         """Class token + positional embedding + transformer + projection → [B, D] features."""
         visual = self.clip.visual
         return self.visual_head(visual.transformer(visual.ln_pre(self.visual_tokens(patches))))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
-        return self.encode_patch_embeddings(self.patch_embeddings(images))
+        return self.encode_input_embeddings(self.input_embeddings(images))
+
+    def memory_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen descriptor for the few-shot memory: the unit-norm image embedding."""
+        return F.normalize(self.encode_image(images), dim=-1)
 
     def _positional_embedding(self, grid: int) -> torch.Tensor:
         """The positional embedding for a ``grid`` × ``grid`` patch layout (bicubic-resampled)."""
@@ -121,6 +141,8 @@ class ClipBackbone(nn.Module):
         x = embeddings + clip.positional_embedding.to(embeddings.dtype)
         return self.text_head(clip.transformer(x, attn_mask=clip.attn_mask), eot_index)
 
+    def eot_index(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return (token_ids == self.tokenizer.eot_token_id).int().argmax(dim=-1)
+
     def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
-        eot_index = (token_ids == self.tokenizer.eot_token_id).int().argmax(dim=-1)
-        return self.encode_token_embeddings(self.token_embeddings(token_ids), eot_index)
+        return self.encode_token_embeddings(self.token_embeddings(token_ids), self.eot_index(token_ids))

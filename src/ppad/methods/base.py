@@ -1,7 +1,8 @@
 """What every detection method shares: a frozen backbone, views (regions), two class prompts.
 
 A method supplies text features per view and class, and (optionally) its own way of turning
-patch embeddings into image features. Scoring, training and checkpoints work on this surface.
+input embeddings into image features. Scoring, training and checkpoints work on this surface;
+methods that hold a few-shot memory add a column to the views and their own aggregation.
 """
 
 from __future__ import annotations
@@ -11,12 +12,13 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ppad.backbones.backbone import ClipBackbone
 from ppad.backbones.preprocessing import Preprocessing
+from ppad.backbones.protocol import Backbone
 from ppad.regions import get_region_set
 
 ABNORMAL_CLASS = 1  # classes are (normal word, abnormal word)
@@ -48,9 +50,14 @@ class DetectorConfig:
 
 
 class PromptDetector(nn.Module):
-    """Scores images at every view of its region set with a frozen CLIP."""
+    """Scores images at every view of its region set with a frozen backbone."""
 
-    def __init__(self, backbone: ClipBackbone, config: DetectorConfig) -> None:
+    #: True when a view changes the image features (an image prompt), not only the text.
+    views_change_images = False
+    #: State entries whose size depends on the data (a memory bank), resized on load.
+    resizable_state: tuple[str, ...] = ()
+
+    def __init__(self, backbone: Backbone, config: DetectorConfig) -> None:
         super().__init__()
         if len(config.classes) != 2:
             raise ValueError("a detector takes exactly two class words: (normal, abnormal)")
@@ -59,23 +66,40 @@ class PromptDetector(nn.Module):
         self.regions = get_region_set(config.region_set)
         base = backbone.architecture.preprocessing
         self.preprocessing = Preprocessing(config.image_size, base.mean, base.std, config.resize_mode)
-        self.grid_size = backbone.grid_size(config.image_size)
-        keep = self.regions.patch_masks(config.image_size, backbone.patch_size)
-        self.register_buffer("patch_keep", keep.to(backbone.clip.logit_scale.device), persistent=False)
+        self.prompt_shape = backbone.prompt_shape(config.image_size)  # also checks the size fits the tower
+        self.register_buffer("region_keep", backbone.region_keep(self.regions, config.image_size), persistent=False)
         self._text_cache: torch.Tensor | None = None
 
     @property
     def device(self) -> torch.device:
-        return self.patch_keep.device
+        return self.region_keep.device
+
+    @property
+    def view_names(self) -> list[str]:
+        """One name per column of :meth:`view_probabilities`."""
+        return self.regions.names
 
     # --- what a method provides ------------------------------------------------------------
     def compute_text_features(self) -> torch.Tensor:
         """[R, 2, D] unit-norm text features, one pair per view."""
         raise NotImplementedError
 
-    def image_features(self, patches: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
-        """[B, N, W] patch embeddings, [B] view indices → [B, D] image features (default: plain CLIP)."""
-        return self.backbone.encode_patch_embeddings(patches)
+    def image_features(self, embeddings: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
+        """[B, …] input embeddings, [B] view indices → [B, D] image features (default: plain tower)."""
+        return self.backbone.encode_input_embeddings(embeddings)
+
+    def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
+        """Called with the support normals ([k, S, S] in [0, 1]) before training; default: nothing."""
+
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
+        """Called with the validation split after training; returns what it set (default: nothing)."""
+        return {}
+
+    def aggregate(self, views: np.ndarray) -> np.ndarray:
+        """[N, V] view probabilities → [N] final scores (PPAD's η rule)."""
+        from ppad.scoring.rule import aggregate_views  # scoring imports methods
+
+        return aggregate_views(views, self.config.eta)
 
     # --- shared machinery -----------------------------------------------------------------
     @property
@@ -83,15 +107,17 @@ class PromptDetector(nn.Module):
         return any(p.requires_grad for p in self.parameters())
 
     def prompt_state_dict(self) -> dict[str, torch.Tensor]:
-        """The learnable tensors only (what a checkpoint stores)."""
-        return {name: param.detach() for name, param in self.named_parameters() if param.requires_grad}
+        """What a checkpoint stores: learned prompts and fitted state, never the backbone."""
+        return {k: v.detach() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
     def load_prompt_state_dict(self, state: dict[str, torch.Tensor]) -> None:
         expected = self.prompt_state_dict()
         if set(state) != set(expected):
             raise ValueError(f"prompt tensors {sorted(state)} do not match the model's {sorted(expected)}")
         for name, value in state.items():
-            if value.shape != expected[name].shape:
+            if name in self.resizable_state:
+                self.get_buffer(name).resize_(value.shape)
+            elif value.shape != expected[name].shape:
                 raise ValueError(
                     f"prompt tensor {name} has shape {tuple(value.shape)}, expected {tuple(expected[name].shape)}"
                 )
@@ -110,14 +136,15 @@ class PromptDetector(nn.Module):
             finally:
                 self._text_cache = None
 
-    def _logits(self, patches: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
-        features = F.normalize(self.image_features(patches, region_index), dim=-1)
+    def _logits(self, features: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
+        features = F.normalize(features, dim=-1)
         text = self.text_features()[region_index]  # [B, 2, D]
         return self.backbone.logit_scale * torch.einsum("bd,bcd->bc", features, text)
 
     def class_logits(self, images: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
         """[B, 3, H, W] normalised images, [B] view indices → [B, 2] scaled cosine logits."""
-        return self._logits(self.backbone.patch_embeddings(images), region_index)
+        features = self.image_features(self.backbone.input_embeddings(images), region_index)
+        return self._logits(features, region_index)
 
     def forward(self, images: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
         """Abnormal-vs-normal log-odds [B]: ``sigmoid`` of it is the abnormal softmax probability."""
@@ -125,9 +152,18 @@ class PromptDetector(nn.Module):
         return logits[:, ABNORMAL_CLASS] - logits[:, 1 - ABNORMAL_CLASS]
 
     def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, R] abnormal probability of every image at every view; patches projected once."""
+        """[B, R] abnormal probability of every image at every view.
+
+        The input embedding is computed once per image; the tower runs once per view only when
+        views change the image (an image prompt), otherwise once per image.
+        """
         batch, views = images.shape[0], len(self.regions)
         region_index = torch.arange(views, device=images.device).repeat(batch)
-        patches = self.backbone.patch_embeddings(images).repeat_interleave(views, dim=0)
-        logits = self._logits(patches, region_index)
+        embeddings = self.backbone.input_embeddings(images)
+        if self.views_change_images:
+            features = self.image_features(embeddings.repeat_interleave(views, dim=0), region_index)
+        else:
+            first_view = torch.zeros(batch, dtype=torch.long, device=images.device)
+            features = self.image_features(embeddings, first_view).repeat_interleave(views, dim=0)
+        logits = self._logits(features, region_index)
         return logits.softmax(dim=-1)[:, ABNORMAL_CLASS].reshape(batch, views)

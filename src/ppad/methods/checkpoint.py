@@ -18,7 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ppad import __version__
-from ppad.backbones import ClipBackbone, load_backbone
+from ppad.backbones import load_backbone
+from ppad.backbones.protocol import Backbone
 from ppad.io import atomic_write, read_json, write_json
 from ppad.methods.base import PromptDetector
 from ppad.methods.registry import get_method
@@ -64,7 +65,7 @@ def read_run_config(run_dir: str | Path) -> dict:
     return read_json(path)
 
 
-def check_fingerprint(expected: str, backbone: ClipBackbone, what: str) -> None:
+def check_fingerprint(expected: str, backbone: Backbone, what: str) -> None:
     if backbone.fingerprint != expected:
         raise BackboneMismatchError(
             f"{what} were trained on a backbone with fingerprint {expected[:16]}…, but the backbone "
@@ -87,7 +88,7 @@ def load_prompts(model: PromptDetector, path: str | Path) -> None:
 
 def load_run(
     run_dir: str | Path,
-    backbone: str | Path | ClipBackbone | None = None,
+    backbone: str | Path | Backbone | None = None,
     checkpoint: str = "best",
     device: str | torch.device = "cpu",
 ) -> PromptDetector:
@@ -100,7 +101,7 @@ def load_run(
         raise ValueError(f"checkpoint must be one of {sorted(PROMPT_FILES)}")
     config = read_run_config(run_dir)
     recorded = config["backbone"]
-    if not isinstance(backbone, ClipBackbone):
+    if backbone is None or isinstance(backbone, str | Path):
         backbone = load_backbone(backbone or recorded["source"], recorded["architecture"], device)
     check_fingerprint(recorded["fingerprint"], backbone, f"the prompts in {run_dir}")
     method = get_method(config["method"])

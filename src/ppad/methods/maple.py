@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ppad.backbones.backbone import ClipBackbone
+from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.prompts import PositionTextPrompt
 from ppad.prompts.text import CTX_INIT_STD
@@ -30,7 +30,13 @@ class MaPLeConfig(DetectorConfig):
 
 
 class MaPLeModel(PromptDetector):
-    def __init__(self, backbone: ClipBackbone, config: MaPLeConfig = MaPLeConfig()) -> None:
+    def __init__(self, backbone: Backbone, config: MaPLeConfig = MaPLeConfig()) -> None:
+        if not backbone.transformer_towers:
+            raise ValueError(
+                f"maple puts prompts inside transformer layers of both towers; the backbone "
+                f"{backbone.source!r} has a {backbone.architecture.name} image tower that is not a ViT "
+                "(use ppad, ppad-text or coop, which work on every backbone)"
+            )
         super().__init__(backbone, config)
         text_layers = len(backbone.clip.transformer.resblocks)
         vision_layers = len(backbone.clip.visual.transformer.resblocks)

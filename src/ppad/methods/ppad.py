@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 import torch
 
-from ppad.backbones.backbone import ClipBackbone
+from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
-from ppad.prompts import PatchPrompt, PositionTextPrompt
+from ppad.prompts import ImagePrompt, PositionTextPrompt
 
 
 @dataclass(frozen=True)
@@ -23,32 +23,33 @@ class PPADConfig(DetectorConfig):
 
 
 class PPADModel(PromptDetector):
-    """Frozen backbone + learnable position-guided context (+ learnable patches outside the region)."""
+    """Frozen backbone + learnable position-guided context (+ learnable input outside the region)."""
 
-    def __init__(self, backbone: ClipBackbone, config: PPADConfig = PPADConfig()) -> None:
+    def __init__(self, backbone: Backbone, config: PPADConfig = PPADConfig()) -> None:
         super().__init__(backbone, config)
         self.text_prompt = PositionTextPrompt(
             backbone, self.regions.names, config.classes, config.n_ctx, config.class_specific
         )
-        self.image_prompt = (
-            PatchPrompt(self.grid_size**2, backbone.width).to(self.device) if config.image_prompt else None
-        )
+        self.image_prompt = ImagePrompt(self.prompt_shape).to(self.device) if config.image_prompt else None
+        self.views_change_images = self.image_prompt is not None
 
     def compute_text_features(self) -> torch.Tensor:
         return self.text_prompt.text_features(self.backbone)
 
-    def image_features(self, patches: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
+    def image_features(self, embeddings: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
         """Views that mask nothing (the whole image) skip the prompt, so no gradient flows
-        back through the vision tower for them."""
+        back through the image tower for them."""
         if self.image_prompt is None:
-            return super().image_features(patches, region_index)
-        keep = self.patch_keep[region_index]
-        masked = (keep < 1).any(dim=1)
+            return super().image_features(embeddings, region_index)
+        encode = self.backbone.encode_input_embeddings
+        keep = self.region_keep[region_index]
+        masked = (keep < 1).flatten(1).any(dim=1)
         if not masked.any():
-            return self.backbone.encode_patch_embeddings(patches)
+            return encode(embeddings)
         if masked.all():
-            return self.backbone.encode_patch_embeddings(self.image_prompt(patches, keep))
-        features = patches.new_empty(len(patches), self.backbone.clip.visual.proj.shape[1])
-        features[~masked] = self.backbone.encode_patch_embeddings(patches[~masked])
-        features[masked] = self.backbone.encode_patch_embeddings(self.image_prompt(patches[masked], keep[masked]))
+            return encode(self.image_prompt(embeddings, keep))
+        plain = encode(embeddings[~masked])
+        prompted = encode(self.image_prompt(embeddings[masked], keep[masked]))
+        features = plain.new_empty(len(embeddings), plain.shape[-1])
+        features[~masked], features[masked] = plain, prompted
         return features

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from ppad.backbones.backbone import ClipBackbone
+from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.methods.maple import MaPLeConfig, MaPLeModel
+from ppad.methods.memory import KnnConfig, KnnModel, with_memory
 from ppad.methods.ppad import PPADConfig, PPADModel
 from ppad.methods.zeroshot import ZeroShotConfig, ZeroShotModel
 
@@ -27,22 +28,27 @@ class Method:
     def config_from_dict(self, data: dict[str, Any]) -> DetectorConfig:
         return type(self.defaults).from_dict(data)
 
-    def build(self, backbone: ClipBackbone, config: DetectorConfig | None = None) -> PromptDetector:
+    def build(self, backbone: Backbone, config: DetectorConfig | None = None) -> PromptDetector:
         return self.model(backbone, config or self.defaults)
 
 
-METHODS: dict[str, Method] = {
-    method.name: method
-    for method in (
+PROMPT_METHODS = (
         Method("ppad", PPADModel, PPADConfig(), "position-guided text prompt + image prompt (PPAD)"),
         Method("ppad-text", PPADModel, PPADConfig(image_prompt=False), "position-guided text prompt only"),
         Method(
             "coop", PPADModel, PPADConfig(region_set="whole", image_prompt=False), "learnable text context only (CoOp)"
         ),
         Method("maple", MaPLeModel, MaPLeConfig(), "deep text + coupled vision prompts (MaPLe)"),
-        Method("zeroshot", ZeroShotModel, ZeroShotConfig(), "no training: normal vs abnormal prompt (CheXzero)"),
-    )
-}
+    Method("zeroshot", ZeroShotModel, ZeroShotConfig(), "no training: normal vs abnormal prompt (CheXzero)"),
+)
+MEMORY_METHODS = (
+    Method("knn", KnnModel, KnnConfig(), "few-shot visual memory: distance to the nearest support normal"),
+    *(
+        Method(f"{m.name}+knn", with_memory(m.model), m.defaults, f"{m.name} fused with the few-shot memory")
+        for m in PROMPT_METHODS
+    ),
+)
+METHODS: dict[str, Method] = {method.name: method for method in (*PROMPT_METHODS, *MEMORY_METHODS)}
 
 
 def get_method(name: str) -> Method:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ppad.backbones.backbone import ClipBackbone
+from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
 
 TEMPLATES = ("words", "chexzero")
@@ -34,7 +34,7 @@ def zero_shot_prompts(config: ZeroShotConfig) -> list[str]:
 class ZeroShotModel(PromptDetector):
     """No learnable parameters; one whole-image view."""
 
-    def __init__(self, backbone: ClipBackbone, config: ZeroShotConfig = ZeroShotConfig()) -> None:
+    def __init__(self, backbone: Backbone, config: ZeroShotConfig = ZeroShotConfig()) -> None:
         super().__init__(backbone, config)
         tokens = backbone.tokenize(zero_shot_prompts(config)).to(self.device)
         with torch.no_grad():

@@ -1,8 +1,10 @@
-"""Image prompt: learnable patch vectors stand in for the patches outside a region.
+"""Image prompt: learnable values stand in for the input outside a region.
 
-``E = E_i ⊙ M + P ⊙ (1 − M)``, applied to the patch-projection output, before the class token
-and positional embedding are added. ``M`` is 1 on patches inside the region, so an all-ones
-mask (the whole-image view) leaves the image untouched.
+``E = E_i ⊙ M + P ⊙ (1 − M)``, applied to the backbone's input embedding: on a ViT the patch
+projection's output (the paper's patch prompt, before the class token and positional embedding),
+on a CNN the normalised pixels. ``M`` is 1 inside the region, so an all-ones mask (the
+whole-image view) leaves the image untouched. With patch-aligned masks the two coincide on a ViT,
+because the patch projection is linear.
 """
 
 from __future__ import annotations
@@ -10,22 +12,22 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PATCH_INIT_STD = 0.02
+PROMPT_INIT_STD = 0.02
 
 
-class PatchPrompt(nn.Module):
-    """One learnable vector per patch position of a ``n_patches`` grid."""
+class ImagePrompt(nn.Module):
+    """One learnable tensor shaped like one image's input embedding."""
 
-    def __init__(self, n_patches: int, width: int) -> None:
+    def __init__(self, shape: tuple[int, ...]) -> None:
         super().__init__()
-        self.patches = nn.Parameter(torch.randn(n_patches, width) * PATCH_INIT_STD)
+        self.values = nn.Parameter(torch.randn(shape) * PROMPT_INIT_STD)
 
-    def forward(self, patch_embeddings: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-        """[B, N, W] embeddings, [B, N] keep-mask (1 = image patch) → prompted embeddings."""
-        if patch_embeddings.shape[1:] != self.patches.shape:
+    def forward(self, embeddings: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+        """[B, *shape] embeddings, [B, …] keep-mask broadcastable to them (1 = image) → prompted."""
+        if embeddings.shape[1:] != self.values.shape:
             raise ValueError(
-                f"image has {patch_embeddings.shape[1]} patches of width {patch_embeddings.shape[2]}; "
-                f"the prompt was built for {tuple(self.patches.shape)} (train and score at the same image size)"
+                f"image input embedding has shape {tuple(embeddings.shape[1:])}; the prompt was built for "
+                f"{tuple(self.values.shape)} (train and score at the same image size)"
             )
-        keep = keep[..., None].to(patch_embeddings.dtype)
-        return patch_embeddings * keep + self.patches.to(patch_embeddings.dtype) * (1 - keep)
+        keep = keep.to(embeddings.dtype)
+        return embeddings * keep + self.values.to(embeddings.dtype) * (1 - keep)

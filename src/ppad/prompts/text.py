@@ -12,13 +12,13 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ppad.backbones.backbone import ClipBackbone
+from ppad.backbones.protocol import Backbone
 
 CTX_INIT_STD = 0.02
 
 
 def prompt_token_ids(
-    backbone: ClipBackbone, positions: Sequence[str], classes: Sequence[str], n_ctx: int
+    backbone: Backbone, positions: Sequence[str], classes: Sequence[str], n_ctx: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Token ids for every (position, class) prompt with ``n_ctx`` placeholder slots.
 
@@ -48,7 +48,7 @@ class PositionTextPrompt(nn.Module):
 
     def __init__(
         self,
-        backbone: ClipBackbone,
+        backbone: Backbone,
         positions: Sequence[str],
         classes: Sequence[str],
         n_ctx: int = 16,
@@ -58,7 +58,7 @@ class PositionTextPrompt(nn.Module):
         self.positions, self.classes, self.n_ctx = list(positions), list(classes), n_ctx
         ids, starts, eot_index = prompt_token_ids(backbone, positions, classes, n_ctx)
         with torch.no_grad():
-            frozen = backbone.token_embeddings(ids.to(backbone.clip.token_embedding.weight.device))
+            frozen = backbone.token_embeddings(ids.to(backbone.device))
         slot = torch.arange(ids.shape[1])[None, :] - starts[:, None]
         self.register_buffer("frozen_embeddings", frozen, persistent=False)
         self.register_buffer("ctx_slot", ((slot >= 0) & (slot < n_ctx)).to(frozen.device), persistent=False)
@@ -78,7 +78,7 @@ class PositionTextPrompt(nn.Module):
         ctx = self.ctx[self.class_of_row[:, None], self.ctx_index]  # [P*C, L, width]
         return torch.where(self.ctx_slot[..., None], ctx.to(self.frozen_embeddings.dtype), self.frozen_embeddings)
 
-    def text_features(self, backbone: ClipBackbone) -> torch.Tensor:
+    def text_features(self, backbone: Backbone) -> torch.Tensor:
         """[P, C, D] unit-norm text features for every position and class."""
         features = backbone.encode_token_embeddings(self(), self.eot_index)
         features = features / features.norm(dim=-1, keepdim=True)

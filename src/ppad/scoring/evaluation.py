@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ppad.backbones import ClipBackbone
+from ppad.backbones import Backbone
 from ppad.data.layouts import DatasetIndex, discover
 from ppad.io import read_json, write_json
 from ppad.methods.base import PromptDetector
@@ -76,7 +76,7 @@ def evaluate_run(
     run_dir: str | Path,
     data: str | Path | DatasetIndex,
     out_dir: str | Path | None = None,
-    backbone: str | Path | ClipBackbone | None = None,
+    backbone: str | Path | Backbone | None = None,
     checkpoint: str = "best",
     device: str = "cpu",
     batch_size: int = 32,

