@@ -39,3 +39,17 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+NIH = SHARED_DATA / "nih-cxr8"
+ZHANGLAB = SHARED_DATA / "zhanglab"
+needs_nih = pytest.mark.skipif(not (NIH / "labels.csv").is_file(), reason=f"real NIH films not found at {NIH}")
+needs_zhanglab = pytest.mark.skipif(not ZHANGLAB.is_dir(), reason=f"real ZhangLab films not found at {ZHANGLAB}")
+
+
+@pytest.fixture(scope="session")
+def cxr_lite():
+    """The shipped backbone: wheel towers + the packaged pre-trained heads."""
+    from ppad.backbones import load_backbone
+
+    return load_backbone("cxr-lite")

@@ -196,9 +196,12 @@ class DualTowerBackbone(nn.Module):
         maps = [*intermediates, final] if -1 in stages else intermediates
         return [F.normalize(m.mean(dim=(2, 3)), dim=-1) for m in maps]
 
+    def image_head_inputs(self, images: torch.Tensor) -> torch.Tensor:
+        """What the learned image head sees: the frozen tower's pooled stages, concatenated."""
+        return torch.cat(self.stage_features(images, (*self.architecture.image_stages, -1)), dim=-1)
+
     def encode_input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
-        pooled = self.stage_features(images, (*self.architecture.image_stages, -1))
-        return self.image_head(torch.cat(pooled, dim=-1))
+        return self.image_head(self.image_head_inputs(images))
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_input_embeddings(images)

@@ -98,8 +98,9 @@ def train(
     epochs,
     batch_size,
     lr,
-    seed,
+    val_every,
     val_size,
+    seed,
     n_ctx,
     class_specific,
     classes,
@@ -118,6 +119,7 @@ def train(
         batch_size=batch_size,
         lr=lr,
         validation_size=val_size,
+        val_every=val_every,
         seed=seed,
         synthesis=synthesis,
     )
@@ -235,6 +237,7 @@ def bench(
     epochs,
     batch_size,
     lr,
+    val_every,
     val_size,
     device,
     quiet,
@@ -243,13 +246,45 @@ def bench(
 
     def action() -> None:
         chosen = ABLATIONS[ablation] if ablation else {"methods": _names(methods), "syntheses": _names(synthesis)}
-        settings = TrainSettings(shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size)
+        settings = TrainSettings(
+            shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, val_every=val_every
+        )
         seed_list = [int(seed) for seed in _names(seeds)]
         run_bench(
             data, out, backbone, chosen["methods"], seed_list, chosen["syntheses"], settings, arch, device, not quiet
         )
         click.echo((out / "table.md").read_text().rstrip())
         click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")
+
+    _run_safely(action)
+
+
+@cli.command()
+@click.option(
+    "--data",
+    required=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Labelled films: a folder with labels.csv (image,findings,split), e.g. ../shared/data/nih-cxr8.",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (resumed if it exists).")
+@click.option("--epochs", default=60, show_default=True)
+@click.option("--batch-size", default=128, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True, help="AdamW learning rate (cosine schedule).")
+@click.option("--views", default=4, show_default=True, help="Augmented views cached per training film (ICL).")
+@click.option("--seed", default=0, show_default=True)
+@device_option
+@quiet_option
+def pretrain(data, out, epochs, batch_size, lr, views, seed, device, quiet) -> None:
+    """CXR-CLIP pre-training of the cxr-lite heads (towers frozen); writes OUT/backbone.safetensors."""
+
+    def action() -> None:
+        from ppad.pretraining import PretrainSettings, pretrain as run_pretrain
+
+        settings = PretrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, views=views, seed=seed)
+        record = run_pretrain(data, out, settings, device=str(resolve_device(device)), progress=not quiet)
+        scores = ", ".join(f"{name} {auc:.3f}" for name, auc in record["validation"].items())
+        click.echo(f"kept epoch {record['best_epoch']} of {epochs}: zero-shot AUC on val ({scores})")
+        click.echo(f"backbone → {out / 'backbone.safetensors'} (use it with --backbone {out})")
 
     _run_safely(action)
 
@@ -300,3 +335,7 @@ def demo(out, epochs, seed, quiet) -> None:
     from ppad.cli.demo import run_demo
 
     _run_safely(lambda: run_demo(out, epochs, seed, progress=not quiet))
+
+
+if __name__ == "__main__":
+    cli()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ppad.backbones import ARCHITECTURES, TINY
+from ppad.backbones import ARCHITECTURES, DEFAULT_BACKBONE
 from ppad.methods.checkpoint import PROMPT_FILES
 
 
@@ -32,9 +32,10 @@ data_option = click.option(
 backbone_options = compose(
     click.option(
         "--backbone",
-        default=TINY,
+        default=DEFAULT_BACKBONE,
         show_default=True,
-        help="CLIP weights (.pt state dict, OpenAI JIT, open_clip, safetensors) or 'tiny'.",
+        help="'cxr-lite' (shipped), a `ppad pretrain` output, CLIP weights (CheXzero .pt, OpenAI JIT, "
+        "open_clip, safetensors), or 'tiny' (random, for tests).",
     ),
     click.option(
         "--arch",
@@ -49,6 +50,9 @@ schedule_options = compose(
     click.option("--epochs", default=100, show_default=True),
     click.option("--batch-size", default=16, show_default=True),
     click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule)."),
+    click.option(
+        "--val-every", default=1, show_default=True, help="Validate every n-th epoch (and the last one)."
+    ),
     click.option(
         "--val-size",
         default=64,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import platform
 import sys
@@ -45,7 +46,8 @@ def _check_previous(out: Path, identity: dict) -> None:
     if not manifest.is_file():
         return
     previous = read_json(manifest)
-    changed = [key for key, value in identity.items() if previous.get(key) != value]
+    current = json.loads(json.dumps(identity, default=str))  # compare as stored: tuples are lists in JSON
+    changed = [key for key, value in current.items() if previous.get(key) != value]
     if changed:
         raise RunConflictError(
             f"{out} already holds a run with different {', '.join(changed)}; "

@@ -1,0 +1,23 @@
+"""CXR-CLIP pre-training of a dual-tower backbone on labelled films (``ppad pretrain``)."""
+
+from ppad.pretraining.films import Film, films_digest, read_films
+from ppad.pretraining.losses import cxr_clip_loss, multi_positive_contrastive, soft_targets
+from ppad.pretraining.pretrain import PretrainSettings, pretrain, zero_shot_auc
+from ppad.pretraining.texts import FINDING_TEXTS, NORMAL_TEXTS, label_text, parse_findings, text_pool
+
+__all__ = [
+    "FINDING_TEXTS",
+    "NORMAL_TEXTS",
+    "Film",
+    "PretrainSettings",
+    "cxr_clip_loss",
+    "films_digest",
+    "label_text",
+    "multi_positive_contrastive",
+    "parse_findings",
+    "pretrain",
+    "read_films",
+    "soft_targets",
+    "text_pool",
+    "zero_shot_auc",
+]
