@@ -67,7 +67,10 @@ def test_cxr_clip_loss_has_its_three_parts():
 
 def _small_table(tmp_path, n_train=24, n_val=16):
     rows = list(csv.DictReader(open(NIH / "labels.csv")))
-    picked = [r for r in rows if r["split"] == "train"][:n_train] + [r for r in rows if r["split"] == "val"][:n_val]
+    val = [r for r in rows if r["split"] == "val"]
+    normal = [r for r in val if r["findings"] == "No Finding"][: n_val // 2]
+    picked = [r for r in rows if r["split"] == "train"][:n_train] + normal
+    picked += [r for r in val if "Pneumonia" in r["findings"]][: n_val - len(normal)]
     picked += [r for r in rows if r["split"] == "test"][:3]
     for row in picked:
         row["image"] = str(NIH / row["image"])
@@ -77,6 +80,19 @@ def _small_table(tmp_path, n_train=24, n_val=16):
         writer.writeheader()
         writer.writerows(picked)
     return table
+
+
+@needs_nih
+def test_a_val_split_without_both_classes_is_a_clear_error(tmp_path):
+    table = _small_table(tmp_path)
+    rows = [r for r in csv.DictReader(open(table)) if not (r["split"] == "val" and "Pneumonia" in r["findings"])]
+    with open(table, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    done = subprocess.run([sys.executable, "-m", "ppad.cli.main", "pretrain", "--data", str(table), "--out",
+                           str(tmp_path / "p"), "--epochs", "1", "--views", "2", "--quiet"], capture_output=True, text=True)
+    assert done.returncode == 2 and "needs films with Pneumonia" in done.stderr and "Traceback" not in done.stderr
 
 
 @needs_nih
@@ -97,6 +113,8 @@ def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     record = json.loads((out / "backbone.json").read_text())
     losses = [epoch["loss"] for epoch in record["history"]]
     assert len(losses) == 6 and losses[-1] < losses[0]  # the loss falls on real films
+    chosen = record["history"][record["best_epoch"] - 1]["val_zero_shot_auc"]
+    assert record["validation"] == pytest.approx(chosen)  # the saved heads are the chosen epoch's
     assert record["data"]["train_films"] == 24 and record["data"]["val_films"] == 16
     assert record["command"][1:3] == ["pretrain", "--data"] and len(record["data_sha256"]) == 64
     backbone = load_backbone(out)

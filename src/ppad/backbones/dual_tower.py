@@ -135,7 +135,7 @@ class DualTowerBackbone(nn.Module):
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         names = ("image_head.", "text_head.", "logit_scale_log")
-        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if k.startswith(names)}
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k.startswith(names)}
 
     def load_heads(self, heads: dict[str, torch.Tensor]) -> None:
         expected = self.head_state_dict()

@@ -7,6 +7,7 @@ only its validation split; the test split is read once per cell, at the end.
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,10 +18,12 @@ from ppad.backbones import Backbone, load_backbone
 from ppad.data import DatasetIndex, discover
 from ppad.io import read_json, write_json
 from ppad.methods import get_method
+from ppad.methods.checkpoint import STATE_FILE
 from ppad.scoring.evaluation import evaluate_run
 from ppad.training import TrainSettings, resolve_device, train_run
 
 METRICS = ("acc", "auc", "f1", "ap")
+MEMORY_SUFFIX = "+knn"
 ABLATIONS: dict[str, dict[str, list[str]]] = {
     # Table 3: which prompt parts matter
     "prompts": {"methods": ["coop", "ppad-text", "ppad"], "syntheses": ["sas"]},
@@ -57,9 +60,25 @@ def run_cell(
     metrics_path = run_dir / "evaluation" / "metrics.json"
     if not metrics_path.is_file():
         cell_settings = replace(settings, seed=cell.seed, synthesis=cell.synthesis)
+        warm_start_from_base(cell, out, run_dir)
         train_run(index, run_dir, backbone, settings=cell_settings, method=cell.method, progress=progress)
         evaluate_run(run_dir, index, backbone=backbone, device=backbone.device, progress=progress)
     return read_json(metrics_path)
+
+
+def warm_start_from_base(cell: Cell, out: Path, run_dir: Path) -> bool:
+    """A ``<method>+knn`` cell trains exactly as its ``<method>`` cell does (same seed, draws and
+    initialisation; the memory learns nothing by gradient), so a finished base cell's training
+    state is copied in and only the memory is fitted. Returns whether it was."""
+    base_method = cell.method.removesuffix(MEMORY_SUFFIX)
+    base_dir = out / "runs" / Cell(base_method, cell.synthesis, cell.seed).folder
+    if base_method == cell.method or (run_dir / STATE_FILE).exists() or not (base_dir / STATE_FILE).is_file():
+        return False
+    if get_method(base_method).defaults != get_method(cell.method).defaults:
+        return False
+    run_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(base_dir / STATE_FILE, run_dir / STATE_FILE)
+    return True
 
 
 def summarize(cells: list[Cell], documents: list[dict], by_synthesis: bool) -> list[dict]:

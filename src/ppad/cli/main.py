@@ -331,7 +331,7 @@ def synth_preview(image, out, methods, seeds, size) -> None:
 @click.option("--seed", default=0, show_default=True)
 @quiet_option
 def demo(out, epochs, seed, quiet) -> None:
-    """The embedded default: synthetic radiographs, tiny random backbone, train → score → evaluate."""
+    """The embedded default: generated radiographs, the shipped cxr-lite backbone, train → score → evaluate."""
     from ppad.cli.demo import run_demo
 
     _run_safely(lambda: run_demo(out, epochs, seed, progress=not quiet))

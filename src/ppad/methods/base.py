@@ -110,8 +110,17 @@ class PromptDetector(nn.Module):
         """What a checkpoint stores: learned prompts and fitted state, never the backbone."""
         return {k: v.detach() for k, v in self.state_dict().items() if not k.startswith("backbone.")}
 
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        """The tensors gradient descent changes (what training state and warm starts carry)."""
+        return {name: param.detach() for name, param in self.named_parameters() if param.requires_grad}
+
+    def load_learned_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        self._load_checked(state, self.learned_state_dict())
+
     def load_prompt_state_dict(self, state: dict[str, torch.Tensor]) -> None:
-        expected = self.prompt_state_dict()
+        self._load_checked(state, self.prompt_state_dict())
+
+    def _load_checked(self, state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
         if set(state) != set(expected):
             raise ValueError(f"prompt tensors {sorted(state)} do not match the model's {sorted(expected)}")
         for name, value in state.items():

@@ -35,12 +35,13 @@ class FewShotMemory(nn.Module):
 
     def features(self, model: PromptDetector, images: np.ndarray, batch_size: int) -> torch.Tensor:
         """[N, S, S] images in [0, 1] → [N, F] frozen memory features."""
-        chunks = [torch.zeros(0, self.bank.shape[1], device=model.device)]
         with torch.no_grad():
-            for start in range(0, len(images), batch_size):
-                batch = torch.from_numpy(images[start : start + batch_size]).to(model.device)
-                chunks.append(model.backbone.memory_features(model.preprocessing.normalize(batch)))
-        return torch.cat(chunks) if len(chunks) > 1 else chunks[0]
+            return torch.cat(
+                [
+                    model.backbone.memory_features(model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device)))
+                    for chunk in np.array_split(images, max(1, -(-len(images) // batch_size)))
+                ]
+            )
 
     def fill(self, model: PromptDetector, support: np.ndarray, batch_size: int) -> None:
         if not len(support):

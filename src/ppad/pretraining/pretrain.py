@@ -134,6 +134,11 @@ def build_cache(
     texts = [text for labels in label_sets for text in text_pool(labels, settings.texts_per_label, rng)]
     embedded = _sentence_embeddings(backbone, texts).reshape(len(label_sets), settings.texts_per_label, -1)
     val_labels = np.array([1 if TARGET_FINDING in f.findings else (0 if not f.findings else -1) for f in val])
+    if not {0, 1} <= set(val_labels.tolist()):
+        raise ValueError(
+            f"the val split needs films with {TARGET_FINDING} and films with No Finding to select an epoch "
+            f"(found {int((val_labels == 1).sum())} and {int((val_labels == 0).sum())})"
+        )
     return Cache(
         train_images=torch.stack(views, dim=1),
         train_groups=torch.tensor([group_of[f.findings] for f in train]),

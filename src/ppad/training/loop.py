@@ -15,7 +15,7 @@ from tqdm.auto import tqdm
 from ppad.data.batches import SyntheticBatch, synthesize_batch
 from ppad.io import atomic_write
 from ppad.methods.base import PromptDetector
-from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, load_prompts, save_prompts
+from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
 from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
 
@@ -52,7 +52,7 @@ def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_siz
 
 def _save_state(path: Path, model: PromptDetector, optimizer, scheduler, epoch: int, history: list, best: dict) -> None:
     state = {
-        "prompts": {k: v.cpu() for k, v in model.prompt_state_dict().items()},
+        "prompts": {k: v.cpu() for k, v in model.learned_state_dict().items()},
         "optimizer": optimizer.state_dict(),
         "scheduler": scheduler.state_dict(),
         "epoch": epoch,
@@ -109,11 +109,11 @@ def fit(
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     history: list[dict] = []
-    best = {"epoch": 0, "val_auc": None}
+    best = {"epoch": 0, "val_auc": None, "prompts": {}}
     start = 0
     if state_path.is_file():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_prompt_state_dict({k: v.to(model.device) for k, v in state["prompts"].items()})
+        model.load_learned_state_dict({k: v.to(model.device) for k, v in state["prompts"].items()})
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start, history, best = state["epoch"], state["history"], state["best"]
@@ -147,18 +147,30 @@ def fit(
             or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"]))
         )
         if improved:
-            best = {"epoch": epoch + 1, "val_auc": record.get("val_auc")}
+            best = {"epoch": epoch + 1, "val_auc": record.get("val_auc"), "prompts": _cpu(model.learned_state_dict())}
             save_prompts(model, run_dir / PROMPT_FILES["best"])
         save_prompts(model, run_dir / PROMPT_FILES["last"])
         _save_state(state_path, model, optimizer, scheduler, epoch + 1, history, best)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_auc")})
+    # Checkpoints are written from the training state, so a run warm-started from an identical
+    # run's state (a memory-fused variant in the bench) gets its own files; methods with a memory
+    # fit its calibration and fusion weight per checkpoint.
     calibration = {}
-    for kind in ("last", "best"):  # methods with a memory fit its calibration and fusion weight per checkpoint
-        load_prompts(model, run_dir / PROMPT_FILES[kind])
+    for kind, learned in (("last", _cpu(model.learned_state_dict())), ("best", best["prompts"])):
+        model.load_learned_state_dict({k: v.to(model.device) for k, v in learned.items()})
         calibration = _calibrate(model, validation, settings.batch_size)
-        if calibration:
-            save_prompts(model, run_dir / PROMPT_FILES[kind])
-    return {"history": history, "best_epoch": best["epoch"], "best_val_auc": best["val_auc"], "calibration": calibration}
+        save_prompts(model, run_dir / PROMPT_FILES[kind])
+    return {
+        "history": history,
+        "best_epoch": best["epoch"],
+        "best_val_auc": calibration.get("fusion_val_auc", best["val_auc"]),  # of the model as saved
+        "prompt_val_auc": best["val_auc"],
+        "calibration": calibration,
+    }
+
+
+def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {k: v.cpu().clone() for k, v in state.items()}
 
 
 def _calibrate(model: PromptDetector, validation: SyntheticBatch | None, batch_size: int) -> dict:

@@ -1,0 +1,53 @@
+"""The shipped backbone end to end on real ZhangLab films, through the command line as a user runs it."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from ppad.data import discover
+from tests.conftest import ZHANGLAB, needs_zhanglab
+
+
+def ppad(*args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+@needs_zhanglab
+@pytest.mark.parametrize("method", ["knn", "ppad+knn"])
+def test_train_evaluate_score_on_real_films(tmp_path, method):
+    index = discover(ZHANGLAB)
+    manifest = tmp_path / "films.csv"
+    test = [i for i in index.test if i.label == 0][:10] + [i for i in index.test if i.label == 1][:10]
+    with open(manifest, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["path", "label", "split"])
+        writer.writerows([str(p), "normal", "train"] for p in index.train_normals[:24])
+        writer.writerows([str(i.path), i.label, "test"] for i in test)
+    run = tmp_path / "run"
+    schedule = ["--shots", "16", "--val-size", "8", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
+    done = ppad("train", "--method", method, "--data", manifest, "--out", run, *schedule)
+    assert done.returncode == 0, done.stderr
+    config = json.loads((run / "config.json").read_text())
+    assert config["backbone"]["source"] == "cxr-lite" and config["method"] == method
+    calibration = json.loads((run / "manifest.json").read_text())["result"]["calibration"]
+    assert calibration["memory_scale"] > 0
+
+    done = ppad("evaluate", "--run", run, "--data", manifest, "--quiet", "--bootstrap", "100", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())["metrics"]
+    assert metrics["n_normal"] == 10 and metrics["n_abnormal"] == 10
+    assert metrics["auc"] > 0.6  # pneumonia lies farther from the support normals than normal films do
+
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    done = ppad("score", "--run", run, test[0].path, test[-1].path, broken, "--out", tmp_path / "s.csv", "--quiet")
+    assert done.returncode == 0 and "broken.jpg" in done.stderr
+    rows = list(csv.DictReader(open(tmp_path / "s.csv")))
+    assert rows[0]["p_memory"] != "" and rows[-1]["error"]
+    assert float(rows[1]["score"]) > float(rows[0]["score"])  # the pneumonia film scores above the normal one
