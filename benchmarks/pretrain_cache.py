@@ -38,8 +38,10 @@ def main() -> None:
 
     def step(images, sentences) -> float:
         loss = cxr_clip_loss(
-            tuple(backbone.image_head(x) for x in images), tuple(backbone.text_head(t) for t in sentences),
-            groups[: len(images[0])], backbone.logit_scale,
+            tuple(backbone.image_head(x) for x in images),
+            tuple(backbone.text_head(t) for t in sentences),
+            groups[: len(images[0])],
+            backbone.logit_scale,
         )["loss"]
         optimizer.zero_grad()
         loss.backward()

@@ -26,7 +26,9 @@ from ppad.synthesis import get_synthesis
 def straightforward_logits(model: PPADModel, images: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     backbone, prompt = model.backbone, model.text_prompt
     patches = backbone.input_embeddings(images)
-    image = F.normalize(backbone.encode_input_embeddings(model.image_prompt(patches, model.region_keep[region])), dim=-1)
+    image = F.normalize(
+        backbone.encode_input_embeddings(model.image_prompt(patches, model.region_keep[region])), dim=-1
+    )
     embeddings = prompt()
     rows = []
     for i, r in enumerate(region.tolist()):

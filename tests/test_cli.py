@@ -106,7 +106,17 @@ def test_train_score_evaluate_with_an_openai_format_vit_b32(demo_data, tmp_path)
 
 def test_demo_runs_offline_and_detects(tmp_path):
     """The README's first command, as a user runs it: a subprocess on the shipped backbone."""
-    command = [sys.executable, "-m", "ppad.cli.main", "demo", "--out", str(tmp_path / "demo"), "--epochs", "2", "--quiet"]
+    command = [
+        sys.executable,
+        "-m",
+        "ppad.cli.main",
+        "demo",
+        "--out",
+        str(tmp_path / "demo"),
+        "--epochs",
+        "2",
+        "--quiet",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     assert "cxr-lite" in done.stdout and "ppad+knn" in done.stdout

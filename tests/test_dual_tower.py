@@ -131,9 +131,9 @@ def test_every_other_method_scores_on_cxr_lite(cxr_lite):
 
 @needs_nih
 def test_shipped_backbone_zero_shot_on_nih_val(cxr_lite):
+    from ppad.data import load_images
     from ppad.pretraining import read_films
     from ppad.pretraining.pretrain import _head_inputs, zero_shot_auc
-    from ppad.data import load_images
 
     films = [f for f in read_films(NIH) if f.split == "val"]
     images = load_images([f.path for f in films], cxr_lite.architecture.preprocessing, progress=False).images

@@ -87,8 +87,9 @@ def test_knn_run_round_trips_through_its_folder(backbone, demo_data, tmp_path):
 
 
 def test_fused_bench_cell_reuses_its_base_training_exactly(backbone, demo_data, tmp_path):
-    run_bench(demo_data, tmp_path / "bench", "tiny", ["ppad", "ppad+knn"], [0], settings=SMALL, device="cpu",
-              progress=False)
+    run_bench(
+        demo_data, tmp_path / "bench", "tiny", ["ppad", "ppad+knn"], [0], settings=SMALL, device="cpu", progress=False
+    )
     runs = tmp_path / "bench" / "runs"
     scratch = tmp_path / "scratch"
     train_run(demo_data, scratch, backbone, settings=replace(SMALL, seed=0), method="ppad+knn", progress=False)
@@ -97,7 +98,11 @@ def test_fused_bench_cell_reuses_its_base_training_exactly(backbone, demo_data, 
         with safe_open(str(path / PROMPT_FILES["best"]), framework="pt") as handle:
             return {key: handle.get_tensor(key) for key in handle.keys()}
 
-    base, warm, cold = tensors(runs / "ppad__sas" / "seed0"), tensors(runs / "ppad+knn__sas" / "seed0"), tensors(scratch)
+    base, warm, cold = (
+        tensors(runs / "ppad__sas" / "seed0"),
+        tensors(runs / "ppad+knn__sas" / "seed0"),
+        tensors(scratch),
+    )
     for key in base:  # the learned prompts: warm start = from scratch = base run
         torch.testing.assert_close(warm[key], base[key], rtol=0, atol=1e-6)
         torch.testing.assert_close(cold[key], base[key], rtol=0, atol=1e-6)

@@ -21,9 +21,22 @@ def test_methods_are_found_by_name_with_their_defaults(backbone):
     assert get_method("maple").config(n_ctx=None).n_ctx == 2  # None keeps the method's default
     assert get_method("zeroshot").config(n_ctx=8) == get_method("zeroshot").defaults  # not a zero-shot setting
     views = {name: len(method.build(backbone).regions) for name, method in METHODS.items()}
-    assert {name: views[name] for name in prompt_methods} == {"ppad": 5, "ppad-text": 5, "coop": 1, "maple": 1, "zeroshot": 1}
+    assert {name: views[name] for name in prompt_methods} == {
+        "ppad": 5,
+        "ppad-text": 5,
+        "coop": 1,
+        "maple": 1,
+        "zeroshot": 1,
+    }
     assert views["knn"] == 1 and views["ppad+knn"] == 5
-    assert METHODS["ppad+knn"].build(backbone).view_names == ["left lung", "right lung", "upper lung", "lower lung", "", "memory"]
+    assert METHODS["ppad+knn"].build(backbone).view_names == [
+        "left lung",
+        "right lung",
+        "upper lung",
+        "lower lung",
+        "",
+        "memory",
+    ]
     learnable = {name: sorted(method.build(backbone).prompt_state_dict()) for name, method in METHODS.items()}
     assert learnable["ppad"] == ["image_prompt.values", "text_prompt.ctx"]
     assert learnable["ppad-text"] == learnable["coop"] == ["text_prompt.ctx"]

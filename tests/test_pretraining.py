@@ -46,7 +46,9 @@ def test_identical_label_sets_are_not_negatives():
     torch.manual_seed(0)
     a, b, scale = torch.randn(3, 4), torch.randn(3, 4), torch.tensor(7.0)
     logits = scale * torch.nn.functional.normalize(a, dim=-1) @ torch.nn.functional.normalize(b, dim=-1).T
-    expected = (-(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.T.log_softmax(1)).sum(1).mean()) / 2
+    expected = (
+        -(targets * logits.log_softmax(1)).sum(1).mean() - (targets * logits.T.log_softmax(1)).sum(1).mean()
+    ) / 2
     assert multi_positive_contrastive(a, b, groups, groups, scale).item() == pytest.approx(expected.item(), rel=1e-6)
     # with every film its own label set it is plain symmetric InfoNCE (CLIP's loss)
     index = torch.arange(3)
@@ -90,8 +92,25 @@ def test_a_val_split_without_both_classes_is_a_clear_error(tmp_path):
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    done = subprocess.run([sys.executable, "-m", "ppad.cli.main", "pretrain", "--data", str(table), "--out",
-                           str(tmp_path / "p"), "--epochs", "1", "--views", "2", "--quiet"], capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ppad.cli.main",
+            "pretrain",
+            "--data",
+            str(table),
+            "--out",
+            str(tmp_path / "p"),
+            "--epochs",
+            "1",
+            "--views",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert done.returncode == 2 and "needs films with Pneumonia" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -105,8 +124,25 @@ def test_test_split_films_are_never_read(tmp_path):
 def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     table = _small_table(tmp_path)
     out = tmp_path / "pre"
-    command = [sys.executable, "-m", "ppad.cli.main", "pretrain", "--data", str(table), "--out", str(out),
-               "--epochs", "6", "--batch-size", "8", "--views", "2", "--quiet", "--device", "cpu"]
+    command = [
+        sys.executable,
+        "-m",
+        "ppad.cli.main",
+        "pretrain",
+        "--data",
+        str(table),
+        "--out",
+        str(out),
+        "--epochs",
+        "6",
+        "--batch-size",
+        "8",
+        "--views",
+        "2",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "zero-shot AUC on val" in done.stdout

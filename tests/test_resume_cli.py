@@ -13,9 +13,33 @@ from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE
 
 
 def _command(data, out, epochs: int) -> list[str]:
-    return [sys.executable, "-m", "ppad.cli.main", "train", "--backbone", "tiny", "--data", str(data),
-            "--out", str(out), "--shots", "8", "--val-size", "4", "--batch-size", "4", "--epochs", str(epochs),
-            "--n-ctx", "4", "--seed", "5", "--quiet", "--device", "cpu"]
+    return [
+        sys.executable,
+        "-m",
+        "ppad.cli.main",
+        "train",
+        "--backbone",
+        "tiny",
+        "--data",
+        str(data),
+        "--out",
+        str(out),
+        "--shots",
+        "8",
+        "--val-size",
+        "4",
+        "--batch-size",
+        "4",
+        "--epochs",
+        str(epochs),
+        "--n-ctx",
+        "4",
+        "--seed",
+        "5",
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
 
 
 def _epochs_done(out) -> int:

@@ -278,7 +278,8 @@ def pretrain(data, out, epochs, batch_size, lr, views, seed, device, quiet) -> N
     """CXR-CLIP pre-training of the cxr-lite heads (towers frozen); writes OUT/backbone.safetensors."""
 
     def action() -> None:
-        from ppad.pretraining import PretrainSettings, pretrain as run_pretrain
+        from ppad.pretraining import PretrainSettings
+        from ppad.pretraining import pretrain as run_pretrain
 
         settings = PretrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, views=views, seed=seed)
         record = run_pretrain(data, out, settings, device=str(resolve_device(device)), progress=not quiet)

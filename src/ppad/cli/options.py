@@ -50,9 +50,7 @@ schedule_options = compose(
     click.option("--epochs", default=100, show_default=True),
     click.option("--batch-size", default=16, show_default=True),
     click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule)."),
-    click.option(
-        "--val-every", default=1, show_default=True, help="Validate every n-th epoch (and the last one)."
-    ),
+    click.option("--val-every", default=1, show_default=True, help="Validate every n-th epoch (and the last one)."),
     click.option(
         "--val-size",
         default=64,

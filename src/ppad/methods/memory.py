@@ -38,7 +38,9 @@ class FewShotMemory(nn.Module):
         with torch.no_grad():
             return torch.cat(
                 [
-                    model.backbone.memory_features(model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device)))
+                    model.backbone.memory_features(
+                        model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device))
+                    )
                     for chunk in np.array_split(images, max(1, -(-len(images) // batch_size)))
                 ]
             )

@@ -33,12 +33,10 @@ class Method:
 
 
 PROMPT_METHODS = (
-        Method("ppad", PPADModel, PPADConfig(), "position-guided text prompt + image prompt (PPAD)"),
-        Method("ppad-text", PPADModel, PPADConfig(image_prompt=False), "position-guided text prompt only"),
-        Method(
-            "coop", PPADModel, PPADConfig(region_set="whole", image_prompt=False), "learnable text context only (CoOp)"
-        ),
-        Method("maple", MaPLeModel, MaPLeConfig(), "deep text + coupled vision prompts (MaPLe)"),
+    Method("ppad", PPADModel, PPADConfig(), "position-guided text prompt + image prompt (PPAD)"),
+    Method("ppad-text", PPADModel, PPADConfig(image_prompt=False), "position-guided text prompt only"),
+    Method("coop", PPADModel, PPADConfig(region_set="whole", image_prompt=False), "learnable text context only (CoOp)"),
+    Method("maple", MaPLeModel, MaPLeConfig(), "deep text + coupled vision prompts (MaPLe)"),
     Method("zeroshot", ZeroShotModel, ZeroShotConfig(), "no training: normal vs abnormal prompt (CheXzero)"),
 )
 MEMORY_METHODS = (

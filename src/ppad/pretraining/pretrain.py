@@ -9,6 +9,7 @@ then cost milliseconds. Selection: zero-shot AUC on the ``val`` split (``pneumon
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from dataclasses import asdict, dataclass
@@ -175,8 +176,12 @@ def _epoch(backbone, optimizer, cache: Cache, settings: PretrainSettings, rng: n
         images = [backbone.image_head(cache.train_images[index, pick_views[:, k]]) for k in range(2)]
         texts = [backbone.text_head(cache.texts[groups, pick_texts[:, k]]) for k in range(2)]
         losses = cxr_clip_loss(
-            (images[0], images[1]), (texts[0], texts[1]), groups, backbone.logit_scale,
-            settings.icl_weight, settings.tcl_weight,
+            (images[0], images[1]),
+            (texts[0], texts[1]),
+            groups,
+            backbone.logit_scale,
+            settings.icl_weight,
+            settings.tcl_weight,
         )
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
@@ -184,6 +189,75 @@ def _epoch(backbone, optimizer, cache: Cache, settings: PretrainSettings, rng: n
         for key, value in losses.items():
             totals.setdefault(key, []).append(float(value.detach()))
     return {key: float(np.mean(values)) for key, values in totals.items()}
+
+
+def _cached_tower_outputs(path: Path, identity: dict, backbone, films, settings, progress: bool) -> Cache:
+    """The cache in ``path`` if it was built from the same films, settings and towers, else a new one."""
+    key = json.dumps(identity, sort_keys=True)
+    try:
+        stored = torch.load(path, map_location="cpu", weights_only=True) if path.is_file() else {}
+    except Exception as error:  # noqa: BLE001 - an unreadable cache is rebuilt, never trusted
+        log.warning("rebuilding %s: it cannot be read safely (%s)", path, type(error).__name__)
+        stored = {}
+    if stored.get("identity") == key:
+        return Cache(
+            **{
+                **stored["cache"],
+                "val_labels": stored["cache"]["val_labels"].numpy(),
+                "label_sets": [tuple(labels) for labels in stored["cache"]["label_sets"]],
+            }
+        )
+    cache = build_cache(backbone, films, settings, progress)
+    plain = {
+        **asdict(cache),
+        "val_labels": torch.from_numpy(cache.val_labels),
+        "label_sets": [list(labels) for labels in cache.label_sets],
+    }
+    atomic_write(path, lambda tmp: torch.save({"identity": key, "cache": plain}, tmp))
+    return cache
+
+
+def _train_heads(backbone, cache: Cache, settings: PretrainSettings, state_path: Path, progress: bool):
+    """AdamW on the heads, one zero-shot validation per epoch; resumes from ``state_path``."""
+    torch.manual_seed(settings.seed)
+    backbone.image_head.reset_parameters()
+    backbone.text_head.reset_parameters()
+    optimizer = torch.optim.AdamW(backbone.head_parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    history, best, start = [], {"epoch": 0, "val_auc": -1.0, "heads": backbone.head_state_dict()}, 0
+    if state_path.is_file():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["identity_settings"] == settings.to_dict():
+            backbone.load_heads(state["heads"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            start, history, best = state["epoch"], state["history"], state["best"]
+    epochs = range(start, settings.epochs)
+    for epoch in tqdm(
+        epochs, desc="pre-training", unit="epoch", disable=not progress, initial=start, total=settings.epochs
+    ):
+        rng = np.random.default_rng([settings.seed, epoch])
+        record = {"epoch": epoch + 1, **_epoch(backbone, optimizer, cache, settings, rng)}
+        scheduler.step()
+        record["val_zero_shot_auc"] = zero_shot_auc(backbone, cache.val_images, cache.val_labels)
+        history.append(record)
+        if record["val_zero_shot_auc"]["words"] > best["val_auc"]:
+            best = {
+                "epoch": epoch + 1,
+                "val_auc": record["val_zero_shot_auc"]["words"],
+                "heads": backbone.head_state_dict(),
+            }
+        state = {
+            "identity_settings": settings.to_dict(),
+            "heads": backbone.head_state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "epoch": epoch + 1,
+            "history": history,
+            "best": best,
+        }
+        atomic_write(state_path, lambda tmp, state=state: torch.save(state, tmp))
+    return history, best
 
 
 def pretrain(
@@ -197,50 +271,11 @@ def pretrain(
     """Pre-train the heads into ``out/backbone.safetensors`` (+ ``backbone.json``); resumable."""
     out = Path(out)
     films = read_films(data)
-    backbone = DualTowerBackbone(spec).to(device)
-    backbone.image_head.requires_grad_(True)
-    backbone.text_head.requires_grad_(True)
-    backbone.logit_scale_log.requires_grad_(True)
+    backbone = DualTowerBackbone(spec).to(device)  # heads trainable, towers frozen
     identity = {"settings": settings.to_dict(), "spec": spec.to_dict(), "data_sha256": films_digest(films)}
     out.mkdir(parents=True, exist_ok=True)
-    cache_path = out / CACHE_FILE
-    stored = torch.load(cache_path, weights_only=False) if cache_path.is_file() else None  # our own file
-    if stored is not None and stored["identity"] == identity:
-        cache = stored["cache"]
-    else:
-        cache = build_cache(backbone, films, settings, progress)
-        atomic_write(cache_path, lambda tmp: torch.save({"identity": identity, "cache": cache}, tmp))
-
-    torch.manual_seed(settings.seed)
-    backbone.image_head.reset_parameters()
-    backbone.text_head.reset_parameters()
-    optimizer = torch.optim.AdamW(backbone.head_parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    history, best, start = [], {"epoch": 0, "val_auc": -1.0, "heads": backbone.head_state_dict()}, 0
-    state_path = out / STATE_FILE
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["identity_settings"] == settings.to_dict():
-            backbone.load_heads(state["heads"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            start, history, best = state["epoch"], state["history"], state["best"]
-    for epoch in tqdm(range(start, settings.epochs), desc="pre-training", unit="epoch", disable=not progress,
-                      initial=start, total=settings.epochs):
-        backbone.requires_grad_(False)
-        for parameter in backbone.head_parameters():
-            parameter.requires_grad_(True)
-        record = {"epoch": epoch + 1, **_epoch(backbone, optimizer, cache, settings, np.random.default_rng([settings.seed, epoch]))}
-        scheduler.step()
-        record["val_zero_shot_auc"] = zero_shot_auc(backbone, cache.val_images, cache.val_labels)
-        history.append(record)
-        if record["val_zero_shot_auc"]["words"] > best["val_auc"]:
-            best = {"epoch": epoch + 1, "val_auc": record["val_zero_shot_auc"]["words"], "heads": backbone.head_state_dict()}
-        state = {"identity_settings": settings.to_dict(), "heads": backbone.head_state_dict(),
-                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                 "epoch": epoch + 1, "history": history, "best": best}
-        atomic_write(state_path, lambda tmp: torch.save(state, tmp))
-
+    cache = _cached_tower_outputs(out / CACHE_FILE, identity, backbone, films, settings, progress)
+    history, best = _train_heads(backbone, cache, settings, out / STATE_FILE, progress)
     backbone.load_heads(best["heads"])
     record = {
         "ppad_version": __version__,
@@ -254,8 +289,10 @@ def pretrain(
             "test_split": "never read",
             "label_sets": len(cache.label_sets),
         },
-        "towers": {name: {"sha256": get_tower(name).sha256, "file": get_tower(name).weights_path().name}
-                   for name in (spec.image_tower, spec.text_tower)},
+        "towers": {
+            name: {"sha256": get_tower(name).sha256, "file": get_tower(name).weights_path().name}
+            for name in (spec.image_tower, spec.text_tower)
+        },
         "selection": "epoch with the best zero-shot AUC (words prompts) on the val split",
         "best_epoch": best["epoch"],
         "validation": zero_shot_auc(backbone, cache.val_images, cache.val_labels),

@@ -142,10 +142,7 @@ def fit(
         if validate:
             record["val_auc"] = _validation_auc(model, validation, settings.batch_size)
         history.append(record)
-        improved = (
-            validation is None
-            or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"]))
-        )
+        improved = validation is None or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"]))
         if improved:
             best = {"epoch": epoch + 1, "val_auc": record.get("val_auc"), "prompts": _cpu(model.learned_state_dict())}
             save_prompts(model, run_dir / PROMPT_FILES["best"])

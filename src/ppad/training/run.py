@@ -79,9 +79,7 @@ def train_run(
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
     loaded = (
-        load_backbone(backbone, architecture, resolve_device(device))
-        if isinstance(backbone, str | Path)
-        else backbone
+        load_backbone(backbone, architecture, resolve_device(device)) if isinstance(backbone, str | Path) else backbone
     )
     torch.manual_seed(settings.seed)  # prompt initialisation
     model = spec.build(loaded, config)
