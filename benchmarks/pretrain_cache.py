@@ -46,7 +46,7 @@ def main() -> None:
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        return float(loss)
+        return loss.item()
 
     def uncached_epoch() -> None:
         for first in range(0, args.films, args.batch_size):
