@@ -19,6 +19,7 @@ import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
 
 NORMAL_QUANTILE = 0.95
@@ -82,7 +83,7 @@ class KnnModel(PromptDetector):
 
     resizable_state = ("memory.bank",)
 
-    def __init__(self, backbone, config: KnnConfig = KnnConfig()) -> None:
+    def __init__(self, backbone: Backbone, config: KnnConfig = KnnConfig()) -> None:
         super().__init__(backbone, config)
         self.memory = FewShotMemory().to(self.device)
 
@@ -111,7 +112,7 @@ class MemoryFusion:
 
     resizable_state = ("memory.bank",)
 
-    def __init__(self, backbone, config: DetectorConfig) -> None:
+    def __init__(self, backbone: Backbone, config: DetectorConfig) -> None:
         super().__init__(backbone, config)
         self.memory = FewShotMemory().to(self.device)
         self.register_buffer("fusion_weight", torch.tensor(1.0, device=self.device))

@@ -156,7 +156,8 @@ def fit(
     for kind, learned in (("last", _cpu(model.learned_state_dict())), ("best", best["prompts"])):
         model.load_learned_state_dict({k: v.to(model.device) for k, v in learned.items()})
         calibration = _calibrate(model, validation, settings.batch_size)
-        save_prompts(model, run_dir / PROMPT_FILES[kind])
+        if calibration or not (run_dir / PROMPT_FILES[kind]).is_file():
+            save_prompts(model, run_dir / PROMPT_FILES[kind])
     return {
         "history": history,
         "best_epoch": best["epoch"],
