@@ -76,41 +76,29 @@ def _small_table(tmp_path, n_train=24, n_val=16):
     picked += [r for r in rows if r["split"] == "test"][:3]
     for row in picked:
         row["image"] = str(NIH / row["image"])
-    table = tmp_path / "labels.csv"
+    return _write_table(tmp_path / "labels.csv", picked)
+
+
+def _write_table(table, rows):
     with open(table, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
-        writer.writerows(picked)
+        writer.writerows(rows)
     return table
+
+
+def _pretrain(table, out, *options: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ppad.cli.main", "pretrain", "--data", str(table), "--out", str(out)]
+    return subprocess.run(
+        [*command, *options, "--quiet", "--device", "cpu"], capture_output=True, text=True, timeout=600
+    )
 
 
 @needs_nih
 def test_a_val_split_without_both_classes_is_a_clear_error(tmp_path):
     table = _small_table(tmp_path)
     rows = [r for r in csv.DictReader(open(table)) if not (r["split"] == "val" and "Pneumonia" in r["findings"])]
-    with open(table, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ppad.cli.main",
-            "pretrain",
-            "--data",
-            str(table),
-            "--out",
-            str(tmp_path / "p"),
-            "--epochs",
-            "1",
-            "--views",
-            "2",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-    )
+    done = _pretrain(_write_table(table, rows), tmp_path / "p", "--epochs", "1", "--views", "2")
     assert done.returncode == 2 and "needs films with Pneumonia" in done.stderr and "Traceback" not in done.stderr
 
 
@@ -124,26 +112,8 @@ def test_test_split_films_are_never_read(tmp_path):
 def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     table = _small_table(tmp_path)
     out = tmp_path / "pre"
-    command = [
-        sys.executable,
-        "-m",
-        "ppad.cli.main",
-        "pretrain",
-        "--data",
-        str(table),
-        "--out",
-        str(out),
-        "--epochs",
-        "6",
-        "--batch-size",
-        "8",
-        "--views",
-        "2",
-        "--quiet",
-        "--device",
-        "cpu",
-    ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    options = ("--epochs", "6", "--batch-size", "8", "--views", "2")
+    done = _pretrain(table, out, *options)
     assert done.returncode == 0, done.stderr
     assert "zero-shot AUC on val" in done.stdout
     record = json.loads((out / "backbone.json").read_text())
@@ -156,6 +126,6 @@ def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     backbone = load_backbone(out)
     assert backbone.fingerprint != load_backbone("cxr-lite").fingerprint
     # the same command again resumes: nothing is recomputed and the result is identical
-    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    again = _pretrain(table, out, *options)
     assert again.returncode == 0, again.stderr
     assert load_backbone(out).fingerprint == backbone.fingerprint
