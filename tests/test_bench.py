@@ -1,6 +1,10 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -8,8 +12,10 @@ from click.testing import CliRunner
 from PIL import Image
 
 import ppad.bench.harness as harness
+import ppad.training.run as training_run
 from ppad.bench import plan, run_bench
 from ppad.cli.main import cli
+from ppad.runs import RunConflictError
 from ppad.training import TrainSettings
 
 SMALL = TrainSettings(shots=8, epochs=2, batch_size=4, validation_size=4)
@@ -70,11 +76,41 @@ def test_roc_png_is_written(bench):
 
 def test_finished_cells_are_not_recomputed(bench, demo_data, monkeypatch):
     out, results = bench
-    monkeypatch.setattr(harness, "train_run", lambda *a, **k: pytest.fail("a finished cell was trained again"))
+    monkeypatch.setattr(training_run, "fit", lambda *a, **k: pytest.fail("a finished cell was trained again"))
+    monkeypatch.setattr(harness, "evaluate_run", lambda *a, **k: pytest.fail("a finished cell was evaluated again"))
     again = run_bench(
         demo_data, out, "tiny", ["zeroshot", "coop", "ppad"], [0, 1], settings=SMALL, device="cpu", progress=False
     )
     assert again["summary"] == results["summary"]
+
+
+def test_cells_made_with_other_settings_are_refused_not_reused(bench, demo_data):
+    out, _ = bench
+    before = (out / "results.json").read_text()
+    longer = replace(SMALL, epochs=3)
+    with pytest.raises(RunConflictError, match=r"zeroshot__sas/seed0.*settings\.epochs"):
+        run_bench(demo_data, out, "tiny", ["zeroshot", "coop"], [0], settings=longer, device="cpu", progress=False)
+    assert (out / "results.json").read_text() == before  # nothing claims the new settings
+
+
+BENCH_ARGS = ["--backbone", "tiny", "--methods", "zeroshot,coop,ppad", "--seeds", "0,1", "--shots", "8", "--epochs", "2"]
+BENCH_ARGS += ["--batch-size", "4", "--val-size", "4", "--quiet", "--device", "cpu"]
+
+
+def test_killed_bench_resumes_to_the_uninterrupted_table(bench, demo_data, tmp_path):
+    out, _ = bench
+    command = [sys.executable, "-m", "ppad.cli.main", "bench", "--data", str(demo_data), "--out", str(tmp_path)]
+    process = subprocess.Popen([*command, *BENCH_ARGS], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first_cell = tmp_path / "runs" / "coop__sas" / "seed0" / "prompts_last.safetensors"
+    deadline = time.monotonic() + 300
+    while not first_cell.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    assert not (tmp_path / "table.md").exists(), "the bench was not interrupted"
+    again = subprocess.run([*command, *BENCH_ARGS], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "table.md").read_text() == (out / "table.md").read_text()
 
 
 def test_unknown_method_fails_before_any_work():

@@ -13,9 +13,9 @@ from sklearn.metrics import roc_auc_score
 
 from ppad.bench import run_bench
 from ppad.data import discover, load_images
-from ppad.methods import get_method, load_run
-from ppad.methods.checkpoint import PROMPT_FILES
+from ppad.methods import get_method
 from ppad.methods.memory import FUSION_WEIGHTS, NORMAL_QUANTILE
+from ppad.runs import PROMPT_FILES, load_run
 from ppad.scoring import predict_views
 from ppad.training import TrainSettings, train_run
 
@@ -79,10 +79,10 @@ def test_fusion_weight_is_chosen_on_validation(backbone, images):
 
 def test_knn_run_round_trips_through_its_folder(backbone, demo_data, tmp_path):
     manifest = train_run(demo_data, tmp_path / "knn", backbone, settings=SMALL, method="knn", progress=False)
-    assert manifest["result"]["history"] == [] and "memory_q95" in manifest["result"]["calibration"]
+    assert manifest.result["history"] == [] and "memory_q95" in manifest.result["calibration"]
     model = load_run(tmp_path / "knn", backbone)
     assert model.memory.bank.shape == (SMALL.shots, 32)
-    support = load_images([p for p in manifest["split"]["support"]], model.preprocessing, progress=False).images
+    support = load_images([p for p in manifest.identity.split["support"]], model.preprocessing, progress=False).images
     assert predict_views(model, support[:2])[:, 0].max() < 0.5
 
 

@@ -9,7 +9,7 @@ import time
 import torch
 from safetensors.torch import load_file
 
-from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE
+from ppad.runs import PROMPT_FILES, RunFolder
 
 
 def _command(data, out, epochs: int) -> list[str]:
@@ -44,7 +44,7 @@ def _command(data, out, epochs: int) -> list[str]:
 
 def _epochs_done(out) -> int:
     try:
-        return torch.load(out / STATE_FILE, weights_only=True)["epoch"]
+        return RunFolder(out).load_state().epoch
     except Exception:  # noqa: BLE001 - not written yet
         return 0
 

@@ -10,11 +10,11 @@ import ppad.training.loop as loop
 from ppad.backbones import get_architecture, load_backbone, save_openai_state_dict
 from ppad.data import discover, load_images
 from ppad.data.batches import validation_batch
-from ppad.methods import BackboneMismatchError, PPADConfig, PPADModel, load_run
-from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE
+from ppad.methods import PPADConfig, PPADModel
+from ppad.runs import PROMPT_FILES, BackboneMismatchError, RunConflictError, RunFolder, load_run
 from ppad.scoring import predict_views
 from ppad.synthesis import get_synthesis
-from ppad.training import RunConflictError, TrainSettings, train_run
+from ppad.training import TrainSettings, train_run
 
 SMALL = TrainSettings(shots=8, epochs=3, batch_size=4, lr=0.01, validation_size=6, seed=1)
 
@@ -51,12 +51,12 @@ def trained(tmp_path_factory, demo_data):
 
 def test_run_folder_holds_small_prompts_and_a_manifest(trained):
     run_dir, manifest = trained
-    history = manifest["result"]["history"]
+    history = manifest.result["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
     best = max(history, key=lambda h: h["val_auc"])  # first best wins ties
-    assert manifest["result"]["best_epoch"] == best["epoch"]
-    assert manifest["validation"]["normals"] == 6 and len(manifest["split"]["support"]) == 8
-    assert not set(manifest["split"]["support"]) & set(manifest["split"]["validation"])
+    assert manifest.result["best_epoch"] == best["epoch"]
+    assert manifest.record["validation"]["normals"] == 6 and len(manifest.identity.split["support"]) == 8
+    assert not set(manifest.identity.split["support"]) & set(manifest.identity.split["validation"])
     with safe_open(str(run_dir / PROMPT_FILES["best"]), framework="pt") as handle:
         assert set(handle.keys()) == {"text_prompt.ctx", "image_prompt.values"}
         assert handle.metadata()["fingerprint"] == load_backbone("tiny").fingerprint
@@ -66,7 +66,7 @@ def test_run_folder_holds_small_prompts_and_a_manifest(trained):
 def test_reloaded_run_scores_like_the_trained_prompts(trained, demo_data):
     run_dir, _ = trained
     model = load_run(run_dir, checkpoint="last")
-    state = torch.load(run_dir / STATE_FILE, weights_only=True)
+    state = torch.load(RunFolder(run_dir).state_path, weights_only=True)
     for name, tensor in state["prompts"].items():
         torch.testing.assert_close(model.prompt_state_dict()[name], tensor)
     images = np.random.default_rng(0).random((2, 224, 224)).astype(np.float32)
@@ -107,7 +107,7 @@ def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, t
         get_synthesis("sas"),
         seed=2,
     )
-    straight = loop.fit(model, support, validation, settings, tmp_path / "a", progress=False)
+    straight = loop.fit(model, support, validation, settings, RunFolder(tmp_path / "a"), progress=False)
 
     original = loop._validation_auc
     calls = {"n": 0}
@@ -120,10 +120,10 @@ def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, t
 
     monkeypatch.setattr(loop, "_validation_auc", interrupt_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
-        loop.fit(fresh_model(), support, validation, settings, tmp_path / "b", progress=False)
+        loop.fit(fresh_model(), support, validation, settings, RunFolder(tmp_path / "b"), progress=False)
     monkeypatch.setattr(loop, "_validation_auc", original)
     resumed_model = fresh_model()
-    resumed = loop.fit(resumed_model, support, validation, settings, tmp_path / "b", progress=False)
+    resumed = loop.fit(resumed_model, support, validation, settings, RunFolder(tmp_path / "b"), progress=False)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]
     for a, b in zip(straight["history"], resumed["history"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
@@ -145,9 +145,9 @@ def test_same_seed_reproduces_a_run_exactly(demo_data, tmp_path):
         )
         for name in "ab"
     ]
-    assert runs[0]["split"] == runs[1]["split"]
+    assert runs[0].identity.split == runs[1].identity.split
     # identical draws; CPU kernels may still sum in another order, hence the 1e-5 tolerance
-    history = [run["result"]["history"][0] for run in runs]
+    history = [run.result["history"][0] for run in runs]
     assert history[0]["loss"] == pytest.approx(history[1]["loss"], rel=1e-5)
     assert history[0]["val_auc"] == pytest.approx(history[1]["val_auc"], abs=1e-6)
     with (
@@ -161,6 +161,6 @@ def test_same_seed_reproduces_a_run_exactly(demo_data, tmp_path):
 def test_a_synthesis_that_changes_nothing_keeps_the_last_epoch(demo_data, tmp_path):
     settings = TrainSettings(shots=6, epochs=2, batch_size=3, validation_size=4, synthesis="identity")
     manifest = train_run(demo_data, tmp_path / "run", "tiny", settings=settings, device="cpu", progress=False)
-    assert manifest["result"]["best_epoch"] == 2 and manifest["result"]["best_val_auc"] is None
-    assert all("val_auc" not in record for record in manifest["result"]["history"])
-    assert manifest["validation"]["synthetic_anomalies"] == 0
+    assert manifest.result["best_epoch"] == 2 and manifest.result["best_val_auc"] is None
+    assert all("val_auc" not in record for record in manifest.result["history"])
+    assert manifest.record["validation"]["synthetic_anomalies"] == 0

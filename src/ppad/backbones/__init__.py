@@ -2,6 +2,7 @@
 
 from ppad.backbones.architectures import ARCHITECTURES, Architecture, get_architecture
 from ppad.backbones.backbone import ClipBackbone, weights_fingerprint
+from ppad.backbones.device import resolve_device
 from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
 from ppad.backbones.factory import (
     DEFAULT_BACKBONE,
@@ -35,6 +36,7 @@ __all__ = [
     "get_architecture",
     "load_backbone",
     "read_state_dict",
+    "resolve_device",
     "save_openai_state_dict",
     "tiny_weights_path",
     "weights_fingerprint",

@@ -8,6 +8,7 @@ import open_clip
 import torch
 
 from ppad.backbones.preprocessing import Preprocessing
+from ppad.errors import UnknownNameError
 
 CHEXZERO_PREPROCESSING = Preprocessing(image_size=224, mean=0.39799, std=0.32721, resize_mode="pad")
 
@@ -72,4 +73,4 @@ def get_architecture(name: str) -> Architecture:
         return ARCHITECTURES[name]
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES))
-        raise KeyError(f"unknown backbone architecture {name!r}; known: {known}") from None
+        raise UnknownNameError(f"unknown backbone architecture {name!r}; known: {known}") from None

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppad.backbones.architectures import Architecture
+from ppad.errors import SettingsError
 from ppad.regions import RegionSet
 
 
@@ -73,7 +74,7 @@ class ClipBackbone(nn.Module):
 
     def grid_size(self, image_size: int) -> int:
         if image_size % self.patch_size:
-            raise ValueError(f"image size {image_size} is not a multiple of the patch size {self.patch_size}")
+            raise SettingsError(f"image size {image_size} is not a multiple of the patch size {self.patch_size}")
         return image_size // self.patch_size
 
     # --- image tower -----------------------------------------------------------------------

@@ -26,6 +26,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from ppad.backbones.backbone import weights_fingerprint
+from ppad.backbones.loading import CheckpointError
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.towers import get_tower
 from ppad.regions import RegionSet
@@ -91,7 +92,7 @@ def build_image_tower(spec: DualTowerSpec) -> nn.Module:
     source = torch.load(path, map_location="cpu", weights_only=True)
     target = model.state_dict()
     if [tuple(v.shape) for v in source.values()] != [tuple(v.shape) for v in target.values()]:
-        raise ValueError(f"{path}: its tensors do not line up with timm's {spec.image_model}")
+        raise CheckpointError(path, f"its tensors do not line up with timm's {spec.image_model}")
     model.load_state_dict(dict(zip(target, source.values())), strict=True)
     return model
 

@@ -11,6 +11,7 @@ from safetensors.torch import save_file
 
 from ppad.backbones.architectures import get_architecture
 from ppad.backbones.backbone import ClipBackbone
+from ppad.backbones.device import resolve_device
 from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
 from ppad.backbones.loading import CheckpointError, load_clip_weights
 from ppad.backbones.protocol import Backbone
@@ -78,8 +79,9 @@ def load_backbone(
     their wheels, heads pre-trained by ``ppad pretrain``), ``tiny`` (random, for tests), a
     ``ppad pretrain`` output (its folder or ``backbone.safetensors``), or CLIP weights (CheXzero's
     OpenAI-format ``.pt``, open_clip, safetensors; ``architecture`` names the layout, else it is
-    recognised from keys and shapes). Loading is strict either way.
+    recognised from keys and shapes). Loading is strict either way. ``device`` may be ``auto``.
     """
+    device = resolve_device(device)
     name = str(spec)
     if name in shipped_backbones():
         path, source = SHIPPED_DIR / f"{name}.safetensors", name

@@ -20,6 +20,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 
 from ppad.backbones.architectures import ARCHITECTURES, Architecture
+from ppad.errors import PpadError
 
 # Entries that are not weights: metadata in OpenAI's TorchScript archives, and the text causal
 # mask that traced/scripted exports include although it is derived from the context length.
@@ -27,7 +28,7 @@ NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mas
 SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
-class CheckpointError(ValueError):
+class CheckpointError(PpadError, ValueError):
     """A weights file that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

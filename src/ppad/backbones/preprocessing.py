@@ -19,6 +19,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppad.errors import SettingsError
+
 ResizeMode = Literal["pad", "crop"]
 RESIZE_MODES: tuple[str, ...] = ("pad", "crop")
 
@@ -34,9 +36,9 @@ class Preprocessing:
 
     def __post_init__(self) -> None:
         if self.resize_mode not in RESIZE_MODES:
-            raise ValueError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
+            raise SettingsError(f"resize_mode must be one of {RESIZE_MODES}, got {self.resize_mode!r}")
         if self.image_size <= 0 or self.std <= 0:
-            raise ValueError("image_size and std must be positive")
+            raise SettingsError("image_size and std must be positive")
 
     def resize(self, image: np.ndarray) -> np.ndarray:
         """Resize a [0, 1] grayscale image to ``image_size`` × ``image_size`` (bicubic)."""

@@ -12,10 +12,11 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from ppad.errors import PpadError
 from ppad.io import cache_dir
 
 
-class TowerError(ValueError):
+class TowerError(PpadError, ValueError):
     """A pretrained tower that is not installed or does not match its recorded checksum."""
 
 

@@ -16,11 +16,12 @@ from tqdm.auto import tqdm
 
 from ppad.backbones import Backbone, load_backbone
 from ppad.data import DatasetIndex, discover
-from ppad.io import read_json, write_json
+from ppad.io import write_json
 from ppad.methods import get_method
-from ppad.methods.checkpoint import STATE_FILE
+from ppad.runs import RunFolder
+from ppad.runs.records import as_stored
 from ppad.scoring.evaluation import evaluate_run
-from ppad.training import TrainSettings, resolve_device, train_run
+from ppad.training import TrainSettings, train_run
 
 METRICS = ("acc", "auc", "f1", "ap")
 MEMORY_SUFFIX = "+knn"
@@ -55,29 +56,33 @@ def plan(methods: list[str], syntheses: list[str], seeds: list[int]) -> list[Cel
 def run_cell(
     cell: Cell, index: DatasetIndex, out: Path, backbone: Backbone, settings: TrainSettings, progress: bool
 ) -> dict:
-    """Train and evaluate one cell, or read its results if it already finished."""
-    run_dir = out / "runs" / cell.folder
-    metrics_path = run_dir / "evaluation" / "metrics.json"
-    if not metrics_path.is_file():
-        cell_settings = replace(settings, seed=cell.seed, synthesis=cell.synthesis)
-        warm_start_from_base(cell, out, run_dir)
-        train_run(index, run_dir, backbone, settings=cell_settings, method=cell.method, progress=progress)
-        evaluate_run(run_dir, index, backbone=backbone, device=backbone.device, progress=progress)
-    return read_json(metrics_path)
+    """Train and evaluate one cell. A finished cell with the same settings is reused; one made
+    with other settings is refused (:class:`RunConflictError`), never silently reused."""
+    run = RunFolder(out / "runs" / cell.folder)
+    cell_settings = replace(settings, seed=cell.seed, synthesis=cell.synthesis)
+    warm_start_from_base(cell, out, run, cell_settings, backbone)
+    train_run(index, run.root, backbone, settings=cell_settings, method=cell.method, progress=progress)
+    metrics_path = run.metrics_path()
+    if not metrics_path.is_file() or metrics_path.stat().st_mtime < run.manifest_path.stat().st_mtime:
+        evaluate_run(run.root, index, backbone=backbone, device=backbone.device, progress=progress)
+    return run.read_metrics()
 
 
-def warm_start_from_base(cell: Cell, out: Path, run_dir: Path) -> bool:
+def warm_start_from_base(cell: Cell, out: Path, run: RunFolder, settings: TrainSettings, backbone: Backbone) -> bool:
     """A ``<method>+knn`` cell trains exactly as its ``<method>`` cell does (same seed, draws and
     initialisation; the memory learns nothing by gradient), so a finished base cell's training
     state is copied in and only the memory is fitted. Returns whether it was."""
     base_method = cell.method.removesuffix(MEMORY_SUFFIX)
-    base_dir = out / "runs" / Cell(base_method, cell.synthesis, cell.seed).folder
-    if base_method == cell.method or (run_dir / STATE_FILE).exists() or not (base_dir / STATE_FILE).is_file():
+    base = RunFolder(out / "runs" / Cell(base_method, cell.synthesis, cell.seed).folder)
+    if base_method == cell.method or run.state_path.exists() or not base.state_path.is_file():
         return False
     if get_method(base_method).defaults != get_method(cell.method).defaults:
         return False
-    run_dir.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(base_dir / STATE_FILE, run_dir / STATE_FILE)
+    identity = base.read_manifest().identity
+    if identity.settings != as_stored(settings.to_dict()) or identity.backbone_fingerprint != backbone.fingerprint:
+        return False
+    run.root.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(base.state_path, run.state_path)
     return True
 
 
@@ -123,7 +128,7 @@ def run_bench(
     out = Path(out)
     index = discover(data)
     cells = plan(list(methods), list(syntheses), list(seeds))
-    loaded = load_backbone(backbone, architecture, resolve_device(device))
+    loaded = load_backbone(backbone, architecture, device)
     documents = [
         run_cell(cell, index, out, loaded, settings, progress=False)
         for cell in tqdm(cells, desc="bench", unit="run", disable=not progress)

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ppad.backbones import DEFAULT_BACKBONE
+from ppad.cli.options import quiet_option
 from ppad.data import write_demo_dataset
 from ppad.scoring import evaluate_run, format_metrics
 from ppad.training import TrainSettings, train_run
@@ -29,8 +30,10 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
         data, run_dir, DEFAULT_BACKBONE, settings=settings, method=DEMO_METHOD, device="cpu", progress=progress
     )
     result, files = evaluate_run(run_dir, data, progress=progress)
-    best = manifest["result"]
-    click.echo(f"data: {data} ({manifest['data']['train_normals']} train normals, {len(result.labels)} test images)")
+    best = manifest.result
+    click.echo(
+        f"data: {data} ({manifest.record['data']['train_normals']} train normals, {len(result.labels)} test images)"
+    )
     weight = best["calibration"].get("fusion_weight")
     click.echo(
         f"model: {DEMO_METHOD}, epoch {best['best_epoch']} of {epochs}, prompt weight {weight} chosen on validation; "
@@ -44,3 +47,19 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     )
     click.echo(f"done in {time.perf_counter() - start:.1f} s")
     return result.metrics
+
+
+@click.command(name="demo")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("ppad-demo"),
+    show_default=True,
+    help="Folder for the data set and the run.",
+)
+@click.option("--epochs", default=5, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@quiet_option
+def command(out, epochs, seed, quiet) -> None:
+    """The embedded default: generated radiographs, the shipped cxr-lite backbone, train → score → evaluate."""
+    run_demo(out, epochs, seed, progress=not quiet)

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ppad.backbones import ARCHITECTURES, DEFAULT_BACKBONE
-from ppad.methods.checkpoint import PROMPT_FILES
+from ppad.runs import PROMPT_FILES
 
 
 def compose(*options: Callable) -> Callable:
@@ -20,6 +20,11 @@ def compose(*options: Callable) -> Callable:
         return function
 
     return decorate
+
+
+def names(text: str) -> list[str]:
+    """A comma-separated option as a list of its non-empty items."""
+    return [item.strip() for item in text.split(",") if item.strip()]
 
 
 device_option = click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:1 … or auto")

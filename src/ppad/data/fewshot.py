@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ppad.errors import DataError, SettingsError
+
 
 @dataclass(frozen=True)
 class FewShotSplit:
@@ -26,9 +28,9 @@ def draw_few_shot(pool: list[Path], shots: int, validation_size: int, seed: int)
     """
     ordered = sorted(pool)
     if shots < 1:
-        raise ValueError("shots must be at least 1")
+        raise SettingsError("shots must be at least 1")
     if len(ordered) < shots:
-        raise ValueError(f"asked for {shots} shots but the data set has only {len(ordered)} normal training images")
+        raise DataError(f"asked for {shots} shots but the data set has only {len(ordered)} normal training images")
     order = np.random.default_rng(seed).permutation(len(ordered))
     support = [ordered[i] for i in order[:shots]]
     validation = [ordered[i] for i in order[shots : shots + validation_size]]

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ppad.data.readers import SUPPORTED_SUFFIXES
+from ppad.errors import DataError
 
 NORMAL, ABNORMAL = 0, 1
 CLASS_FOLDERS = {
@@ -30,7 +31,7 @@ CLASS_FOLDERS = {
 LABEL_WORDS = {"0": NORMAL, "normal": NORMAL, "1": ABNORMAL, "abnormal": ABNORMAL, "pneumonia": ABNORMAL}
 
 
-class LayoutError(ValueError):
+class LayoutError(DataError):
     """A data path that does not follow any supported layout; the message says what was expected."""
 
 

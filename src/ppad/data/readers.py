@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
+from ppad.errors import PpadError
+
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 SUPPORTED_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES
@@ -24,7 +26,7 @@ SUPPORTED_SUFFIXES = IMAGE_SUFFIXES | DICOM_SUFFIXES
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageReadError(ValueError):
+class ImageReadError(PpadError, ValueError):
     """An image that cannot be read; ``str()`` is ``"<path>: <problem>"``."""
 
     def __init__(self, path: str | Path, problem: str) -> None:

@@ -1,7 +1,6 @@
-"""Detection methods as pure modules, found by name, and their run-folder checkpoints."""
+"""Detection methods as pure modules, found by name (run folders live in :mod:`ppad.runs`)."""
 
 from ppad.methods.base import DetectorConfig, PromptDetector
-from ppad.methods.checkpoint import BackboneMismatchError, load_prompts, load_run, save_prompts, write_run_config
 from ppad.methods.maple import MaPLeConfig, MaPLeModel
 from ppad.methods.ppad import PPADConfig, PPADModel
 from ppad.methods.registry import METHODS, Method, get_method
@@ -9,7 +8,6 @@ from ppad.methods.zeroshot import ZeroShotConfig, ZeroShotModel
 
 __all__ = [
     "METHODS",
-    "BackboneMismatchError",
     "DetectorConfig",
     "MaPLeConfig",
     "MaPLeModel",
@@ -20,8 +18,4 @@ __all__ = [
     "ZeroShotConfig",
     "ZeroShotModel",
     "get_method",
-    "load_prompts",
-    "load_run",
-    "save_prompts",
-    "write_run_config",
 ]

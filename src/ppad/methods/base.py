@@ -19,6 +19,7 @@ from torch import nn
 
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.protocol import Backbone
+from ppad.errors import SettingsError
 from ppad.regions import get_region_set
 
 ABNORMAL_CLASS = 1  # classes are (normal word, abnormal word)
@@ -60,7 +61,7 @@ class PromptDetector(nn.Module):
     def __init__(self, backbone: Backbone, config: DetectorConfig) -> None:
         super().__init__()
         if len(config.classes) != 2:
-            raise ValueError("a detector takes exactly two class words: (normal, abnormal)")
+            raise SettingsError("a detector takes exactly two class words: (normal, abnormal)")
         self.config = config
         self.backbone = backbone
         self.regions = get_region_set(config.region_set)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ppad.backbones.protocol import Backbone
+from ppad.errors import SettingsError
 from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.prompts import PositionTextPrompt
 from ppad.prompts.text import CTX_INIT_STD
@@ -32,7 +33,7 @@ class MaPLeConfig(DetectorConfig):
 class MaPLeModel(PromptDetector):
     def __init__(self, backbone: Backbone, config: MaPLeConfig = MaPLeConfig()) -> None:
         if not backbone.transformer_towers:
-            raise ValueError(
+            raise SettingsError(
                 f"maple puts prompts inside transformer layers of both towers; the backbone "
                 f"{backbone.source!r} has a {backbone.architecture.name} image tower that is not a ViT "
                 "(use ppad, ppad-text or coop, which work on every backbone)"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from ppad.backbones.protocol import Backbone
+from ppad.errors import UnknownNameError
 from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.methods.maple import MaPLeConfig, MaPLeModel
 from ppad.methods.memory import KnnConfig, KnnModel, with_memory
@@ -53,4 +54,4 @@ def get_method(name: str) -> Method:
     try:
         return METHODS[name]
     except KeyError:
-        raise KeyError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None
+        raise UnknownNameError(f"unknown method {name!r}; known: {', '.join(METHODS)}") from None

@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from ppad.backbones.protocol import Backbone
+from ppad.errors import SettingsError
 from ppad.methods.base import DetectorConfig, PromptDetector
 
 TEMPLATES = ("words", "chexzero")
@@ -28,7 +29,7 @@ def zero_shot_prompts(config: ZeroShotConfig) -> list[str]:
         return [normal, abnormal]
     if config.template == "chexzero":
         return [f"no {abnormal}", abnormal]
-    raise ValueError(f"template must be one of {TEMPLATES}, got {config.template!r}")
+    raise SettingsError(f"template must be one of {TEMPLATES}, got {config.template!r}")
 
 
 class ZeroShotModel(PromptDetector):

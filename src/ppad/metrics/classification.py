@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
+from ppad.errors import DataError
+
 DEFAULT_THRESHOLD = 0.5
 
 
@@ -13,7 +15,7 @@ def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarr
     if labels.shape != scores.shape or labels.ndim != 1:
         raise ValueError(f"labels {labels.shape} and scores {scores.shape} must be 1-D and equal in length")
     if set(np.unique(labels)) != {0, 1}:
-        raise ValueError("metrics need both normal (0) and abnormal (1) images")
+        raise DataError("metrics need both normal (0) and abnormal (1) images")
     return labels, scores
 
 

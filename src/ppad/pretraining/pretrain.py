@@ -28,6 +28,7 @@ from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
 from ppad.backbones.factory import save_dual_tower
 from ppad.backbones.towers import get_tower, sha256_of
 from ppad.data import load_images
+from ppad.errors import DataError, SettingsError
 from ppad.io import atomic_write, write_json
 from ppad.pretraining.films import Film, films_digest, read_films
 from ppad.pretraining.losses import cxr_clip_loss
@@ -56,10 +57,10 @@ class PretrainSettings:
 
     def __post_init__(self) -> None:
         if self.views < 2:
-            raise ValueError("--views must be at least 2 (ICL contrasts two views of a film)")
+            raise SettingsError("--views must be at least 2 (ICL contrasts two views of a film)")
         for name in ("epochs", "batch_size", "texts_per_label"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1")
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,7 +125,7 @@ def build_cache(
     train_images, train = _images([f for f in films if f.split == "train"], backbone, "reading train films", progress)
     val_images, val = _images([f for f in films if f.split == "val"], backbone, "reading val films", progress)
     if not len(train) or not len(val):
-        raise ValueError("pre-training needs films in both the train and the val split")
+        raise DataError("pre-training needs films in both the train and the val split")
     augment = augmentation()
     views = []
     for _ in tqdm(range(settings.views), desc="caching augmented views", disable=not progress):
@@ -136,7 +137,7 @@ def build_cache(
     embedded = _sentence_embeddings(backbone, texts).reshape(len(label_sets), settings.texts_per_label, -1)
     val_labels = np.array([1 if TARGET_FINDING in f.findings else (0 if not f.findings else -1) for f in val])
     if not {0, 1} <= set(val_labels.tolist()):
-        raise ValueError(
+        raise DataError(
             f"the val split needs films with {TARGET_FINDING} and films with No Finding to select an epoch "
             f"(found {int((val_labels == 1).sum())} and {int((val_labels == 0).sum())})"
         )

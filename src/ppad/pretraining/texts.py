@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ppad.errors import DataError
+
 NO_FINDING = "No Finding"
 
 NORMAL_TEXTS = (
@@ -102,7 +104,7 @@ def parse_findings(text: str) -> tuple[str, ...]:
     findings = tuple(sorted({part.strip() for part in text.split("|") if part.strip()} - {NO_FINDING}))
     unknown = [name for name in findings if name not in FINDING_TEXTS]
     if unknown:
-        raise ValueError(f"unknown findings {unknown}; known: {', '.join(FINDING_TEXTS)} or {NO_FINDING!r}")
+        raise DataError(f"unknown findings {unknown}; known: {', '.join(FINDING_TEXTS)} or {NO_FINDING!r}")
     return findings
 
 

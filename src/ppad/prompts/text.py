@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ppad.backbones.protocol import Backbone
+from ppad.errors import SettingsError
 
 CTX_INIT_STD = 0.02
 
@@ -34,7 +35,7 @@ def prompt_token_ids(
             tail = [*tokenizer.encode(name), *period, tokenizer.eot_token_id]
             ids = head + [0] * n_ctx + tail
             if len(ids) > length:
-                raise ValueError(
+                raise SettingsError(
                     f"prompt for position {position!r}, class {name!r} needs {len(ids)} tokens; the backbone takes {length}"
                 )
             rows.append(ids + [0] * (length - len(ids)))

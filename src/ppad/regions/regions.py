@@ -18,6 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppad.errors import UnknownNameError
+
 # The paper's upper/lower boundary: row 120 of 224.
 PAPER_UPPER_FRACTION = 120 / 224
 PATCH_COVERAGE = 0.5  # a patch belongs to a region when at least half of its pixels do
@@ -91,4 +93,4 @@ def get_region_set(name: str) -> RegionSet:
     try:
         return REGION_SETS[name]
     except KeyError:
-        raise KeyError(f"unknown region set {name!r}; known: {', '.join(sorted(REGION_SETS))}") from None
+        raise UnknownNameError(f"unknown region set {name!r}; known: {', '.join(sorted(REGION_SETS))}") from None

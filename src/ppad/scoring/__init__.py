@@ -5,7 +5,6 @@ from ppad.scoring.evaluation import (
     evaluate,
     evaluate_run,
     format_metrics,
-    seen_in_training,
     write_evaluation,
 )
 from ppad.scoring.rule import DEFAULT_ETA, aggregate_views
@@ -21,6 +20,5 @@ __all__ = [
     "format_metrics",
     "predict_views",
     "score_files",
-    "seen_in_training",
     "write_evaluation",
 ]

@@ -9,10 +9,11 @@ import numpy as np
 
 from ppad.backbones import Backbone
 from ppad.data.layouts import DatasetIndex, discover
-from ppad.io import read_json, write_json
+from ppad.io import write_json
 from ppad.methods.base import PromptDetector
-from ppad.methods.checkpoint import MANIFEST_FILE, load_run
 from ppad.metrics import bootstrap_auc_ci, classification_metrics
+from ppad.runs import RunFolder
+from ppad.runs.records import METRICS_FILE
 from ppad.scoring.scorer import ScoreReport, score_files
 
 
@@ -61,15 +62,10 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
         "unreadable": [{"path": str(f.path), "error": f.problem} for f in report.failures],
     }
     return {
-        "metrics": write_json(out_dir / "metrics.json", document),
+        "metrics": write_json(out_dir / METRICS_FILE, document),
         "scores_csv": report.write_csv(out_dir / "scores.csv"),
         "scores_json": report.write_json(out_dir / "scores.json"),
     }
-
-
-def seen_in_training(manifest: dict) -> set[Path]:
-    """Every file a run used for its support set or validation (resolved paths), from its manifest."""
-    return {Path(p).resolve() for files in manifest["split"].values() for p in files}
 
 
 def evaluate_run(
@@ -86,20 +82,19 @@ def evaluate_run(
 ) -> tuple[Evaluation, dict[str, Path]]:
     """Load a run, evaluate it on ``data``'s test split (minus its training files), write
     ``metrics.json`` and the scores into ``out_dir`` (default ``RUN/evaluation``)."""
-    run_dir = Path(run_dir)
-    run_manifest = read_json(run_dir / MANIFEST_FILE)
-    seed = run_manifest["settings"]["seed"]
+    run = RunFolder(run_dir)
+    run_manifest = run.read_manifest()
     index = data if isinstance(data, DatasetIndex) else discover(data)
-    model = load_run(run_dir, backbone, checkpoint, device)
-    result = evaluate(model, index, seen_in_training(run_manifest), batch_size, bootstrap, seed, progress)
+    model = run.load_model(backbone, checkpoint, device)
+    result = evaluate(model, index, run_manifest.seen_files(), batch_size, bootstrap, run_manifest.seed, progress)
     manifest = {
-        "run": str(run_dir),
+        "run": str(run.root),
         "checkpoint": checkpoint,
-        "seed": seed,
+        "seed": run_manifest.seed,
         "data": str(index.root),
         "command": command,
     }
-    return result, write_evaluation(result, out_dir or run_dir / "evaluation", manifest)
+    return result, write_evaluation(result, out_dir or run.evaluation_dir, manifest)
 
 
 def format_metrics(metrics: dict) -> str:

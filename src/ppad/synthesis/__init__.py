@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ppad.errors import UnknownNameError
 from ppad.synthesis.base import SynthesisResult, SynthesisTask, sample_pixel
 from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, RadialDeformation
 from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchBlend, estimate_lung_fields
@@ -42,7 +43,7 @@ def get_synthesis(name: str, sources: Sources = None) -> SynthesisTask:
     try:
         factory = SYNTHESIS_TASKS[name]
     except KeyError:
-        raise KeyError(f"unknown synthesis {name!r}; known: {', '.join(SYNTHESIS_TASKS)}") from None
+        raise UnknownNameError(f"unknown synthesis {name!r}; known: {', '.join(SYNTHESIS_TASKS)}") from None
     return factory(sources)
 
 

@@ -4,7 +4,6 @@ on the validation split, atomic resumable checkpoints."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -13,9 +12,9 @@ from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ppad.data.batches import SyntheticBatch, synthesize_batch
-from ppad.io import atomic_write
+from ppad.errors import SettingsError
 from ppad.methods.base import PromptDetector
-from ppad.methods.checkpoint import PROMPT_FILES, STATE_FILE, save_prompts
+from ppad.runs import PROMPT_FILES, RunFolder, TrainState
 from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
 
@@ -39,7 +38,7 @@ class TrainSettings:
     def __post_init__(self) -> None:
         for name in ("shots", "epochs", "batch_size", "val_every"):
             if getattr(self, name) < 1:
-                raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+                raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -48,18 +47,6 @@ class TrainSettings:
 def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_size: int) -> float:
     views = predict_views(model, validation.images, batch_size)
     return float(roc_auc_score(validation.labels, model.aggregate(views)))
-
-
-def _save_state(path: Path, model: PromptDetector, optimizer, scheduler, epoch: int, history: list, best: dict) -> None:
-    state = {
-        "prompts": {k: v.cpu() for k, v in model.learned_state_dict().items()},
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "epoch": epoch,
-        "history": history,
-        "best": best,
-    }
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _train_epoch(model, optimizer, support, task, region_masks, rng, settings: TrainSettings) -> float:
@@ -86,46 +73,40 @@ def fit(
     support: np.ndarray,
     validation: SyntheticBatch | None,
     settings: TrainSettings,
-    run_dir: str | Path,
+    run: RunFolder,
     progress: bool = True,
 ) -> dict:
-    """Train the prompts on ``support`` ([k, S, S] normals in [0, 1]); resumes from ``run_dir``.
+    """Train the prompts on ``support`` ([k, S, S] normals in [0, 1]); resumes from ``run``.
 
     Each epoch's randomness is derived from (seed, epoch) alone, so a resumed run draws the
     same regions and anomalies as an uninterrupted one. Returns the history and best epoch.
     """
-    run_dir = Path(run_dir)
     model.prepare(support, settings.batch_size)
     if not model.trainable:  # zero-shot, knn: nothing to learn; calibrated and validated once
         calibration = _calibrate(model, validation, settings.batch_size)
         val_auc = _validation_auc(model, validation, settings.batch_size) if validation is not None else None
-        for name in PROMPT_FILES.values():
-            save_prompts(model, run_dir / name)
+        for kind in PROMPT_FILES:
+            run.save_prompts(model, kind)
         return {"history": [], "best_epoch": 0, "best_val_auc": val_auc, "calibration": calibration}
-    state_path = run_dir / STATE_FILE
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.SGD(
         parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
     )
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
-    history: list[dict] = []
-    best = {"epoch": 0, "val_auc": None, "prompts": {}}
-    start = 0
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        model.load_learned_state_dict({k: v.to(model.device) for k, v in state["prompts"].items()})
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        start, history, best = state["epoch"], state["history"], state["best"]
+    state = run.load_state() or TrainState({}, {}, {}, 0, [], {"epoch": 0, "val_auc": None, "prompts": {}})
+    if state.epoch:
+        run.restore(model, state.prompts)
+        optimizer.load_state_dict(state.optimizer)
+        scheduler.load_state_dict(state.scheduler)
 
     task = get_synthesis(settings.synthesis, sources=support)
     region_masks = model.regions.pixel_masks(model.config.image_size)
     bar = tqdm(
-        range(start, settings.epochs),
+        range(state.epoch, settings.epochs),
         desc="training",
         unit="epoch",
         disable=not progress,
-        initial=start,
+        initial=state.epoch,
         total=settings.epochs,
     )
     for epoch in bar:
@@ -141,28 +122,34 @@ def fit(
         validate = validation is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs)
         if validate:
             record["val_auc"] = _validation_auc(model, validation, settings.batch_size)
-        history.append(record)
-        improved = validation is None or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"]))
-        if improved:
-            best = {"epoch": epoch + 1, "val_auc": record.get("val_auc"), "prompts": _cpu(model.learned_state_dict())}
-            save_prompts(model, run_dir / PROMPT_FILES["best"])
-        save_prompts(model, run_dir / PROMPT_FILES["last"])
-        _save_state(state_path, model, optimizer, scheduler, epoch + 1, history, best)
+        state.history.append(record)
+        best = state.best
+        if validation is None or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"])):
+            state.best = {
+                "epoch": epoch + 1,
+                "val_auc": record.get("val_auc"),
+                "prompts": _cpu(model.learned_state_dict()),
+            }
+            run.save_prompts(model, "best")
+        run.save_prompts(model, "last")
+        state.prompts, state.epoch = _cpu(model.learned_state_dict()), epoch + 1
+        state.optimizer, state.scheduler = optimizer.state_dict(), scheduler.state_dict()
+        run.save_state(state)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_auc")})
     # Checkpoints are written from the training state, so a run warm-started from an identical
     # run's state (a memory-fused variant in the bench) gets its own files; methods with a memory
     # fit its calibration and fusion weight per checkpoint.
     calibration = {}
-    for kind, learned in (("last", _cpu(model.learned_state_dict())), ("best", best["prompts"])):
-        model.load_learned_state_dict({k: v.to(model.device) for k, v in learned.items()})
+    for kind, learned in (("last", _cpu(model.learned_state_dict())), ("best", state.best["prompts"])):
+        run.restore(model, learned)
         calibration = _calibrate(model, validation, settings.batch_size)
-        if calibration or not (run_dir / PROMPT_FILES[kind]).is_file():
-            save_prompts(model, run_dir / PROMPT_FILES[kind])
+        if calibration or not run.prompts_path(kind).is_file():
+            run.save_prompts(model, kind)
     return {
-        "history": history,
-        "best_epoch": best["epoch"],
-        "best_val_auc": calibration.get("fusion_val_auc", best["val_auc"]),  # of the model as saved
-        "prompt_val_auc": best["val_auc"],
+        "history": state.history,
+        "best_epoch": state.best["epoch"],
+        "best_val_auc": calibration.get("fusion_val_auc", state.best["val_auc"]),  # of the model as saved
+        "prompt_val_auc": state.best["val_auc"],
         "calibration": calibration,
     }
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import platform
 import sys
@@ -16,43 +15,19 @@ from ppad import __version__
 from ppad.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from ppad.data import DatasetIndex, discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
-from ppad.io import read_json, write_json
+from ppad.errors import DataError
 from ppad.methods.base import DetectorConfig
-from ppad.methods.checkpoint import MANIFEST_FILE, write_run_config
 from ppad.methods.registry import get_method
+from ppad.runs import RunFolder, RunIdentity, RunManifest
 from ppad.synthesis import get_synthesis
 from ppad.training.loop import TrainSettings, fit
 
 log = logging.getLogger("ppad")
 
 
-class RunConflictError(ValueError):
-    """An output folder that already holds a different run."""
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
 def software_versions() -> dict[str, str]:
-    packages = ("torch", "open_clip_torch", "numpy", "scipy", "scikit-image", "scikit-learn")
+    packages = ("torch", "open_clip_torch", "timm", "transformers", "numpy", "scipy", "scikit-image", "scikit-learn")
     return {"python": platform.python_version(), "ppad": __version__, **{name: version(name) for name in packages}}
-
-
-def _check_previous(out: Path, identity: dict) -> None:
-    manifest = out / MANIFEST_FILE
-    if not manifest.is_file():
-        return
-    previous = read_json(manifest)
-    current = json.loads(json.dumps(identity, default=str))  # compare as stored: tuples are lists in JSON
-    changed = [key for key, value in current.items() if previous.get(key) != value]
-    if changed:
-        raise RunConflictError(
-            f"{out} already holds a run with different {', '.join(changed)}; "
-            "choose a new --out folder (runs are resumed only with identical settings)"
-        )
 
 
 def train_run(
@@ -65,7 +40,7 @@ def train_run(
     method: str = "ppad",
     device: str = "auto",
     progress: bool = True,
-) -> dict:
+) -> RunManifest:
     """Train a method's prompts into ``out``; an interrupted run with the same settings is resumed.
 
     ``config`` defaults to the method's own defaults (see :data:`ppad.methods.METHODS`).
@@ -73,24 +48,19 @@ def train_run(
     Model selection uses only the validation split: held-out training normals, each also with
     an anomaly from ``settings.synthesis``. The test split is never read here.
     """
-    out = Path(out)
+    run = RunFolder(out)
     spec = get_method(method)
     config = config or spec.defaults
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
-    loaded = (
-        load_backbone(backbone, architecture, resolve_device(device)) if isinstance(backbone, str | Path) else backbone
-    )
+    loaded = load_backbone(backbone, architecture, device) if isinstance(backbone, str | Path) else backbone
     torch.manual_seed(settings.seed)  # prompt initialisation
     model = spec.build(loaded, config)
-    identity = {
-        "method": method,
-        "settings": settings.to_dict(),
-        "model": config.to_dict(),
-        "backbone_fingerprint": model.backbone.fingerprint,
-        "split": split.to_dict(),
-    }
-    _check_previous(out, identity)
+    identity = RunIdentity(method, settings.to_dict(), config.to_dict(), model.backbone.fingerprint, split.to_dict())
+    previous = run.previous_manifest(identity)
+    if previous is not None and previous.result is not None and run.prompts_path("best").is_file():
+        log.info("%s already holds this run, finished: nothing to do", out)
+        return previous
 
     support = load_images(split.support, model.preprocessing, "reading support set", progress)
     held_out = load_images(split.validation, model.preprocessing, "reading validation normals", progress)
@@ -98,7 +68,7 @@ def train_run(
     for failure in unreadable:
         log.warning("skipped unreadable image %s", failure)
     if not support.paths:
-        raise ValueError("none of the support images could be read")
+        raise DataError("none of the support images could be read")
     validation = None
     if held_out.paths:
         region_masks = model.regions.pixel_masks(config.image_size)
@@ -110,26 +80,28 @@ def train_run(
     else:
         log.warning("no held-out normals for validation: the last epoch is kept (add normals beyond --shots)")
 
-    manifest = {
-        **identity,
-        "ppad_version": __version__,
-        "command": sys.argv,
-        "started": datetime.now(UTC).isoformat(timespec="seconds"),
-        "device": str(model.device),
-        "backbone": {"source": model.backbone.source, "architecture": model.backbone.architecture.name},
-        "data": index.summary(),
-        "validation": {
-            "normals": len(held_out.paths),
-            "synthetic_anomalies": int(validation.labels.sum()) if validation is not None else 0,
-            "source": f"held-out training normals + {settings.synthesis} anomalies on them (never the test split)",
+    manifest = RunManifest(
+        identity,
+        {
+            "ppad_version": __version__,
+            "command": sys.argv,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "device": str(model.device),
+            "backbone": {"source": model.backbone.source, "architecture": model.backbone.architecture.name},
+            "data": index.summary(),
+            "validation": {
+                "normals": len(held_out.paths),
+                "synthetic_anomalies": int(validation.labels.sum()) if validation is not None else 0,
+                "source": f"held-out training normals + {settings.synthesis} anomalies on them (never the test split)",
+            },
+            "unreadable": [{"path": str(f.path), "error": f.problem} for f in unreadable],
+            "versions": software_versions(),
         },
-        "unreadable": [{"path": str(f.path), "error": f.problem} for f in unreadable],
-        "versions": software_versions(),
-    }
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_config(out, model, method)
-    write_json(out / MANIFEST_FILE, manifest)
-    result = fit(model, support.images, validation, settings, out, progress)
-    manifest.update(result=result, finished=datetime.now(UTC).isoformat(timespec="seconds"))
-    write_json(out / MANIFEST_FILE, manifest)
+    )
+    run.root.mkdir(parents=True, exist_ok=True)
+    run.write_config(model, method)
+    run.write_manifest(manifest)
+    result = fit(model, support.images, validation, settings, run, progress)
+    manifest.record.update(result=result, finished=datetime.now(UTC).isoformat(timespec="seconds"))
+    run.write_manifest(manifest)
     return manifest

@@ -1,0 +1,98 @@
+"""``ppad train``: learn a method's prompts into a run folder (resumed when re-run)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ppad.backbones.preprocessing import RESIZE_MODES
+from ppad.cli.options import backbone_options, data_option, device_option, quiet_option, schedule_options
+from ppad.methods import METHODS, get_method
+from ppad.methods.zeroshot import TEMPLATES
+from ppad.runs import RunFolder
+from ppad.synthesis import SYNTHESIS_TASKS
+from ppad.training import TrainSettings, train_run
+
+
+@click.command(name="train")
+@click.option("--method", type=click.Choice(list(METHODS)), default="ppad", show_default=True, help="Detection method.")
+@backbone_options
+@data_option
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
+@schedule_options
+@click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
+@click.option("--n-ctx", type=int, default=None, help="Learnable context vectors [method default: 16; MaPLe 2].")
+@click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
+@click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
+@click.option(
+    "--template",
+    type=click.Choice(TEMPLATES),
+    default=None,
+    help="zeroshot prompts: the class words, or CheXzero's 'no {abnormal}' / '{abnormal}'.",
+)
+@click.option(
+    "--synthesis",
+    type=click.Choice(list(SYNTHESIS_TASKS)),
+    default="sas",
+    show_default=True,
+    help="Anomaly synthesis for training and validation.",
+)
+@click.option("--image-size", default=224, show_default=True)
+@click.option(
+    "--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop."
+)
+@device_option
+@quiet_option
+def command(
+    method,
+    backbone,
+    arch,
+    data,
+    out,
+    shots,
+    epochs,
+    batch_size,
+    lr,
+    val_every,
+    val_size,
+    seed,
+    n_ctx,
+    class_specific,
+    classes,
+    template,
+    synthesis,
+    image_size,
+    resize,
+    device,
+    quiet,
+) -> None:
+    """Learn prompts from k normal images (resumes an interrupted run in --out)."""
+    words = tuple(word.strip() for word in classes.split(","))
+    settings = TrainSettings(
+        shots=shots,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        validation_size=val_size,
+        val_every=val_every,
+        seed=seed,
+        synthesis=synthesis,
+    )
+    config = get_method(method).config(
+        classes=words,
+        n_ctx=n_ctx,
+        class_specific=class_specific or None,
+        template=template,
+        image_size=image_size,
+        resize_mode=resize,
+    )
+    manifest = train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet)
+    result = manifest.result
+    best = result["best_val_auc"]
+    validation = f"validation AUC {best:.3f}" if best is not None else "no validation split"
+    if not result["history"]:
+        click.echo(f"{out}: {method} has nothing to train ({validation}); ready for score/evaluate")
+    else:
+        kept = f"epoch {result['best_epoch']}" if best is not None else "the last epoch"
+        click.echo(f"trained {out}: kept {kept} ({validation}); prompts in {RunFolder(out).prompts_path('best')}")

@@ -1,0 +1,68 @@
+"""Exact per-location decompositions of a dual-tower model's scores (class activation maps).
+
+A dual tower's image embedding is a linear head over average-pooled stage features, each divided
+by its pooled norm. Upsampling every stage to the finest grid (nearest, integer factors, so means
+are kept) and dividing by the same norms gives local head inputs whose mean *is* the pooled input;
+the head being linear, the local embeddings average to the image embedding. So:
+
+* ``text``: the whole-image view's abnormal log-odds ``s · ē·(t₁ − t₀)/‖ē‖`` is the mean over
+  locations of ``s · e(loc)·(t₁ − t₀)/‖ē‖`` — the map holds each location's term;
+* ``memory``: the memory distance ``1 − f̄·b*`` (``b*`` the nearest support normal) is the mean of
+  ``1 − f(loc)·b*`` — each location's share of "unlike the nearest normal".
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ppad.backbones.dual_tower import DualTowerBackbone
+from ppad.methods.base import ABNORMAL_CLASS, PromptDetector
+
+
+def is_dual_tower(model: PromptDetector) -> bool:
+    return isinstance(model.backbone, DualTowerBackbone)
+
+
+def has_text(model: PromptDetector) -> bool:
+    return "" in model.regions.names and model.text_features().numel() > 0
+
+
+def has_memory(model: PromptDetector) -> bool:
+    return hasattr(model, "memory")
+
+
+def local_stage_features(backbone: DualTowerBackbone, images: torch.Tensor, stages: tuple[int, ...]) -> torch.Tensor:
+    """[B, C, h, w] stage features on the finest grid; their spatial mean = the pooled, unit-norm stages."""
+    final, intermediates = backbone.image_tower.forward_intermediates(images, indices=[s for s in stages if s >= 0])
+    maps = [*intermediates, final] if -1 in stages else intermediates
+    size = maps[0].shape[-2:]
+    return torch.cat(
+        [
+            F.interpolate(m, size=size, mode="nearest") / m.mean(dim=(2, 3)).norm(dim=1)[:, None, None, None]
+            for m in maps
+        ],
+        dim=1,
+    )
+
+
+def text_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
+    """[B, h, w] each location's term of the whole-image view's abnormal log-odds."""
+    backbone: DualTowerBackbone = model.backbone
+    local = local_stage_features(backbone, images, (*backbone.architecture.image_stages, -1))
+    embedding = (
+        torch.einsum("bchw,dc->bdhw", local, backbone.image_head.weight) + backbone.image_head.bias[:, None, None]
+    )
+    text = model.text_features()[model.regions.names.index("")]  # [2, D]
+    direction = text[ABNORMAL_CLASS] - text[1 - ABNORMAL_CLASS]
+    norm = embedding.mean(dim=(2, 3)).norm(dim=1)[:, None, None]
+    return backbone.logit_scale * torch.einsum("bdhw,d->bhw", embedding, direction) / norm
+
+
+def memory_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
+    """[B, h, w] each location's term of the distance to the nearest support normal."""
+    backbone: DualTowerBackbone = model.backbone
+    stages = backbone.architecture.memory_stages
+    local = local_stage_features(backbone, images, stages) / len(stages) ** 0.5  # pooled stages: unit norm each
+    nearest = model.memory.bank[(local.mean(dim=(2, 3)) @ model.memory.bank.T).argmax(dim=1)]  # [B, F]
+    return 1 - torch.einsum("bchw,bc->bhw", local, nearest)

@@ -1,0 +1,103 @@
+"""Maps for files: read films, map them in chunks, write each map and its overlay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from ppad.data.readers import ImageReadError, read_image
+from ppad.io import atomic_write
+from ppad.maps.geometry import to_original
+from ppad.maps.overlay import render_overlay
+from ppad.maps.registry import DEFAULT_MAP_METHOD, anomaly_maps
+from ppad.methods.base import PromptDetector
+from ppad.scoring.scorer import predict_views
+
+CHUNK = 32  # films held in memory at a time
+
+
+@dataclass
+class FilmMaps:
+    """Readable films of one chunk, their maps on the films' own pixels, and the unreadable files."""
+
+    paths: list[Path]
+    films: list[np.ndarray]
+    maps: list[np.ndarray]
+    images: np.ndarray  # [n, S, S] the preprocessed films
+    failures: list[ImageReadError]
+
+
+def film_maps(
+    model: PromptDetector, paths: list[Path], method: str = DEFAULT_MAP_METHOD, batch_size: int = 16, progress: bool = True
+) -> Iterator[FilmMaps]:
+    """Read ``paths`` in chunks and map them; unreadable files are reported, never fatal."""
+    for start in tqdm(range(0, len(paths), CHUNK), desc="maps", unit="chunk", disable=not progress, leave=False):
+        kept, films, failures = [], [], []
+        for path in paths[start : start + CHUNK]:
+            try:
+                films.append(read_image(path))
+                kept.append(Path(path))
+            except ImageReadError as error:
+                failures.append(error)
+        size = model.preprocessing.image_size
+        images = np.stack([model.preprocessing.resize(f) for f in films]) if films else np.zeros((0, size, size), np.float32)
+        maps = anomaly_maps(model, images.astype(np.float32), method, batch_size)
+        originals = [to_original(m, f.shape, model.preprocessing) for m, f in zip(maps, films)]
+        yield FilmMaps(kept, films, originals, images.astype(np.float32), failures)
+
+
+@dataclass
+class MapReport:
+    """What :func:`write_maps` wrote: per film (source, map ``.npy``, overlay ``.png``), and failures."""
+
+    written: list[tuple[Path, Path, Path]] = field(default_factory=list)
+    failures: list[ImageReadError] = field(default_factory=list)
+
+
+def unique_stems(paths: list[Path]) -> dict[Path, str]:
+    """A file stem per path; repeated stems get ``-2``, ``-3``… in input order."""
+    used: set[str] = set()
+    stems = {}
+    for path in paths:
+        stem, n = path.stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{path.stem}-{n}"
+        used.add(stem)
+        stems[path] = stem
+    return stems
+
+
+def write_maps(
+    model: PromptDetector,
+    paths: list[Path],
+    out_dir: str | Path,
+    method: str = DEFAULT_MAP_METHOD,
+    batch_size: int = 16,
+    progress: bool = True,
+) -> MapReport:
+    """Write ``<stem>.npy`` (float32 map at the film's resolution) and ``<stem>_overlay.png`` per film."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [Path(p) for p in paths]
+    stems = unique_stems(paths)
+    report = MapReport()
+    for chunk in film_maps(model, paths, method, batch_size, progress):
+        report.failures.extend(chunk.failures)
+        views = predict_views(model, chunk.images, batch_size)
+        scores = model.aggregate(views)
+        for path, film, amap, view, score in zip(chunk.paths, chunk.films, chunk.maps, views, scores):
+            npy = atomic_write(out_dir / f"{stems[path]}.npy", lambda tmp: _save_npy(tmp, amap))
+            overlay = render_overlay(film, amap, model.view_names, view, float(score), title=f"{path.name} · {method} map")
+            png = atomic_write(out_dir / f"{stems[path]}_overlay.png", lambda tmp: overlay.save(tmp, format="PNG"))
+            report.written.append((path, npy, png))
+    return report
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with open(path, "wb") as handle:
+        np.save(handle, array.astype(np.float32))

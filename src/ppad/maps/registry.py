@@ -1,0 +1,74 @@
+"""Map methods by name, and :func:`anomaly_maps`, which runs one over a batch of images."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ppad.errors import SettingsError, UnknownNameError
+from ppad.maps import dense, perturbation
+from ppad.methods.base import PromptDetector
+
+
+DEFAULT_MAP_METHOD = "gradient"
+
+
+@dataclass(frozen=True)
+class MapMethod:
+    name: str
+    summary: str
+    compute: Callable[[PromptDetector, torch.Tensor], torch.Tensor]  # normalised [B, 3, S, S] → [B, h, w]
+    applies: Callable[[PromptDetector], bool] = lambda model: True
+
+
+MAP_METHODS: dict[str, MapMethod] = {
+    m.name: m
+    for m in (
+        MapMethod(
+            "text", "dual tower: each location's share of the whole-image abnormal log-odds (exact CAM)",
+            dense.text_map, lambda model: dense.is_dual_tower(model) and dense.has_text(model),
+        ),
+        MapMethod(
+            "memory", "dual tower: each location's share of the distance to the nearest support normal",
+            dense.memory_map, lambda model: dense.is_dual_tower(model) and dense.has_memory(model),
+        ),
+        MapMethod("gradient", "input × gradient of the views' abnormal log-odds (any model)", perturbation.gradient_map),
+        MapMethod("occlusion", "drop of the final score when a window is hidden (any model; slow)", perturbation.occlusion_map),
+        MapMethod(
+            "sweep", "the image prompt outside each small window, scored at the position views (ppad)",
+            perturbation.sweep_map, lambda model: getattr(model, "image_prompt", None) is not None,
+        ),
+    )
+}
+
+
+def get_map_method(name: str) -> MapMethod:
+    try:
+        return MAP_METHODS[name]
+    except KeyError:
+        raise UnknownNameError(f"unknown map method {name!r}; known: {', '.join(MAP_METHODS)}") from None
+
+
+def anomaly_maps(model: PromptDetector, images: np.ndarray, method: str = DEFAULT_MAP_METHOD, batch_size: int = 16) -> np.ndarray:
+    """[N, S, S] images in [0, 1] → [N, S, S] float32 maps in the same (preprocessed) frame."""
+    chosen = get_map_method(method)
+    if not chosen.applies(model):
+        raise SettingsError(f"map method {method!r} does not apply to this model: {chosen.summary}")
+    size = images.shape[-1]
+    out = [np.zeros((0, size, size), dtype=np.float32)]
+    with model.inference():
+        for start in range(0, len(images), batch_size):
+            batch = model.preprocessing.normalize(torch.from_numpy(images[start : start + batch_size]).to(model.device))
+            amap = chosen.compute(model, batch)[:, None].float()
+            amap = F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
+            out.append(amap[:, 0].cpu().numpy())
+    return np.concatenate(out)
+
+
+def applicable_map_methods(model: PromptDetector) -> list[str]:
+    """The map methods that work for ``model``, in registry order."""
+    return [name for name, m in MAP_METHODS.items() if m.applies(model)]
