@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -9,11 +10,11 @@ from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
 from ppad.backbones import Preprocessing
-from ppad.data import ImageReadError, LayoutError, discover, draw_few_shot, load_images, read_image
+from ppad.data import ImageReadError, LayoutError, discover, draw_few_shot, list_images, load_images, read_image
 
 
 def write_dicom(
-    path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope=1.0, intercept=0.0, window=None
+    path: Path, pixels: np.ndarray, photometric: str = "MONOCHROME2", slope=1.0, intercept=0.0, window=None, bits=16
 ) -> Path:
     meta = FileMetaDataset()
     meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
@@ -24,11 +25,12 @@ def write_dicom(
     ds.SOPClassUID, ds.SOPInstanceUID = meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID
     ds.Rows, ds.Columns = pixels.shape
     ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, photometric
-    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+    allocated = 8 if bits <= 8 else 16
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = allocated, bits, bits - 1, 0
     ds.RescaleSlope, ds.RescaleIntercept = slope, intercept
     if window:
         ds.WindowCenter, ds.WindowWidth = window
-    ds.PixelData = pixels.astype(np.uint16).tobytes()
+    ds.PixelData = pixels.astype(np.uint8 if allocated == 8 else np.uint16).tobytes()
     ds.save_as(path, enforce_file_format=True)
     return path
 
@@ -79,7 +81,7 @@ def test_non_image_file_is_a_named_error(tmp_path):
 def test_monochrome1_dicom_is_inverted(tmp_path):
     mono2 = read_image(write_dicom(tmp_path / "m2.dcm", RAMP, "MONOCHROME2"))
     mono1 = read_image(write_dicom(tmp_path / "m1.dcm", RAMP, "MONOCHROME1"))
-    assert mono2[0, 0] == 0 and mono2[0, -1] == 1
+    np.testing.assert_allclose(mono2, RAMP / 65535.0, rtol=1e-6)  # the stored depth, not min–max
     np.testing.assert_allclose(mono1, 1 - mono2, atol=1e-6)
 
 
@@ -92,9 +94,42 @@ def test_dicom_rescale_and_window_are_applied(tmp_path):
     assert np.all(np.diff(image[0, inside]) > 0)  # a linear ramp inside the window
 
 
+@pytest.mark.parametrize("bits", [8, 16])
+def test_a_film_reads_the_same_as_dicom_and_as_png(tmp_path, bits):
+    dtype = np.uint8 if bits == 8 else np.uint16
+    film = np.random.default_rng(bits).integers(40, 200 * (1 if bits == 8 else 250), (32, 48)).astype(dtype)
+    Image.fromarray(film).save(tmp_path / "f.png")
+    np.testing.assert_array_equal(
+        read_image(write_dicom(tmp_path / "f.dcm", film, bits=bits)), read_image(tmp_path / "f.png")
+    )
+
+
+def test_12_bit_dicom_is_scaled_by_its_bit_depth_not_its_own_range(tmp_path):
+    narrow = np.full((8, 8), 1000, dtype=np.uint16)
+    narrow[0, 0] = 3000
+    image = read_image(write_dicom(tmp_path / "n.dcm", narrow, bits=12))
+    np.testing.assert_allclose(image[1, 1], 1000 / 4095, rtol=1e-6)
+    np.testing.assert_allclose(image[0, 0], 3000 / 4095, rtol=1e-6)
+
+
+def test_images_above_the_pixel_limit_are_refused_without_a_raw_warning(tmp_path, monkeypatch):
+    Image.fromarray(np.zeros((40, 50), dtype=np.uint8)).save(tmp_path / "big.png")
+    with pytest.raises(ImageReadError, match=r"big\.png: has 50×40 = 2,000 pixels, more than 1,000"):
+        read_image(tmp_path / "big.png", max_pixels=1000)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1500)  # Pillow would warn at 2,000 and refuse at 3,000
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_image(tmp_path / "big.png").shape == (40, 50)
+    Image.fromarray(np.zeros((60, 60), dtype=np.uint8)).save(tmp_path / "bomb.png")
+    with pytest.raises(ImageReadError, match=r"bomb\.png: refused by the image decoder as too large"):
+        read_image(tmp_path / "bomb.png")
+
+
 def test_suffixless_dicom_is_detected_by_magic(tmp_path):
     path = write_dicom(tmp_path / "IMG0001", RAMP)
     assert read_image(path).shape == RAMP.shape
+    (tmp_path / "README").write_text("not an image")
+    assert list_images(tmp_path) == [path]  # found inside a folder too, the text file left out
 
 
 def test_preprocessing_pad_versus_crop():

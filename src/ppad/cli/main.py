@@ -23,9 +23,22 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "Metrics on the test split (files the run trained or validated on are left out).",
     ),
     "bench": ("ppad.cli.bench", "Methods × seeds (× syntheses) → results.json, table.md (mean ± std) and roc.png."),
-    "pretrain": ("ppad.cli.pretrain", "CXR-CLIP pre-training of the cxr-lite heads (towers frozen)."),
-    "synth-preview": ("ppad.cli.synth_preview", "A PNG grid showing every synthesis method on the same image."),
-    "demo": ("ppad.cli.demo", "The embedded default: generated radiographs, cxr-lite, train → score → evaluate."),
+    "pretrain": (
+        "ppad.cli.pretrain",
+        "CXR-CLIP pre-training of the cxr-lite heads (towers frozen); writes OUT/backbone.safetensors.",
+    ),
+    "synth-preview": (
+        "ppad.cli.synth_preview",
+        "A PNG grid showing every synthesis method on the same image (mask outlines in red).",
+    ),
+    "serve": (
+        "ppad.cli.serve",
+        "Serve a trained run: POST /v1/score, GET /v1/health, GET /v1/model, a page at /, docs at /docs.",
+    ),
+    "demo": (
+        "ppad.cli.demo",
+        "The embedded default: generated radiographs, the shipped cxr-lite backbone, train → score → evaluate.",
+    ),
 }
 
 

@@ -16,7 +16,7 @@ import csv
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ppad.data.readers import SUPPORTED_SUFFIXES
+from ppad.data.readers import SUPPORTED_SUFFIXES, is_dicom
 from ppad.errors import DataError
 
 NORMAL, ABNORMAL = 0, 1
@@ -62,12 +62,20 @@ class DatasetIndex:
 
 
 def list_images(folder: Path) -> list[Path]:
-    """Supported image files below ``folder`` (recursive, hidden files skipped), sorted."""
+    """Supported image files below ``folder`` (recursive, hidden files skipped), sorted; suffix-less
+    files are included when they carry the DICOM magic (archives often store DICOM that way)."""
     return sorted(
-        path
-        for path in folder.rglob("*")
-        if path.is_file() and path.suffix.lower() in SUPPORTED_SUFFIXES and not path.name.startswith(".")
+        path for path in folder.rglob("*") if path.is_file() and not path.name.startswith(".") and _is_image_file(path)
     )
+
+
+def _is_image_file(path: Path) -> bool:
+    if path.suffix.lower() in SUPPORTED_SUFFIXES:
+        return True
+    try:
+        return not path.suffix and is_dicom(path)
+    except OSError:
+        return False
 
 
 def _class_folders(folder: Path) -> list[LabelledImage]:

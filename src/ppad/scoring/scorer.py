@@ -62,7 +62,8 @@ class ScoreReport:
         return rows
 
     def write_csv(self, path: str | Path) -> Path:
-        """One row per image (views as columns); unreadable files as rows with their error."""
+        """One row per image (views as columns, probabilities to 6 decimals); unreadable files as rows
+        with their error."""
         columns = ["path", "score", "prediction", "top_view", *map(view_column, self.view_names), "error"]
 
         def write(tmp: Path) -> None:
@@ -70,7 +71,9 @@ class ScoreReport:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
                 for row in self.rows():
-                    writer.writerow({**row, "score": f"{row['score']:.6f}"})
+                    writer.writerow(
+                        {key: f"{value:.6f}" if isinstance(value, float) else value for key, value in row.items()}
+                    )
                 for failure in self.failures:
                     writer.writerow({"path": str(failure.path), "error": failure.problem})
 
@@ -82,7 +85,7 @@ class ScoreReport:
             {
                 "eta": self.eta,
                 "threshold": DEFAULT_THRESHOLD,
-                "views": self.view_names,
+                "views": [view_label(name) for name in self.view_names],  # as in the CSV and rows
                 "images": self.rows(),
                 "unreadable": [{"path": str(f.path), "error": f.problem} for f in self.failures],
             },

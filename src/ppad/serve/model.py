@@ -1,0 +1,92 @@
+"""The model a server holds: loaded once at start-up, warmed up, and run by one thread at a time."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ppad.data.readers import ImageReadError, read_image_bytes
+from ppad.methods.base import PromptDetector
+from ppad.metrics import DEFAULT_THRESHOLD
+from ppad.runs import RunFolder
+from ppad.scoring.scorer import ScoreReport, predict_views, view_label
+from ppad.serve.errors import from_read_error
+from ppad.serve.overlay import anomaly_map, overlay_png
+from ppad.serve.uploads import Upload
+
+
+class ServedModel:
+    """A trained run ready to score uploads; :meth:`score` may be called from many threads."""
+
+    def __init__(self, model: PromptDetector, run_dir: Path, config: dict, checkpoint: str) -> None:
+        self.model, self.run_dir, self.config, self.checkpoint = model, run_dir, config, checkpoint
+        self.threshold = DEFAULT_THRESHOLD
+        self.views = [view_label(name) for name in model.view_names]
+        self._lock = threading.Lock()  # the model caches text features per call: one call at a time
+
+    @classmethod
+    def load(
+        cls, run_dir: str | Path, device: str = "auto", checkpoint: str = "best", backbone: str | None = None
+    ) -> ServedModel:
+        """Load ``run_dir``'s model on ``device`` and run it once, so the first request is not slow."""
+        folder = RunFolder(run_dir)
+        model = folder.load_model(backbone, checkpoint, device)
+        served = cls(model, folder.root, folder.read_config().to_dict(), checkpoint)
+        size = model.preprocessing.image_size
+        served._predict(np.zeros((1, size, size), dtype=np.float32), with_map=True)
+        return served
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def describe(self) -> dict:
+        """What ``GET /v1/model`` answers: the run, its config and backbone, views and threshold."""
+        return {
+            "run": str(self.run_dir),
+            "checkpoint": self.checkpoint,
+            "method": self.config["method"],
+            "backbone": self.config["backbone"],
+            "views": self.views,
+            "threshold": self.threshold,
+            "eta": self.model.config.eta,
+            "image_size": self.model.preprocessing.image_size,
+            "device": str(self.device),
+            "config": self.config,
+        }
+
+    def score(self, upload: Upload, max_pixels: int, with_map: bool = True) -> dict:
+        """Decode, resize and score one upload; unreadable or too large films raise an ApiError."""
+        try:
+            film = read_image_bytes(upload.data, upload.filename, max_pixels)
+        except ImageReadError as error:
+            raise from_read_error(error, upload.filename) from None
+        image = self.model.preprocessing.resize(film)[None]
+        views, amap = self._predict(image, with_map)
+        probabilities = views[None]
+        scores = self.model.aggregate(probabilities)
+        report = ScoreReport(
+            [Path(upload.filename)], self.model.view_names, probabilities, scores, self.model.config.eta
+        )
+        row = report.rows(self.threshold)[0]
+        return {
+            "filename": upload.filename,
+            "format": upload.format,
+            "width": film.shape[1],
+            "height": film.shape[0],
+            "score": row["score"],
+            "threshold": self.threshold,
+            "decision": row["prediction"],
+            "top_view": row["top_view"],
+            "views": dict(zip(self.views, views.tolist())),
+            "overlay_png": None if amap is None else overlay_png(self.model, film, amap, views, row["score"]),
+        }
+
+    def _predict(self, image: np.ndarray, with_map: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        with self._lock:
+            views = predict_views(self.model, image)[0]
+            amap = anomaly_map(self.model, image) if with_map else None
+        return views, amap
