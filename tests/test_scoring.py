@@ -79,3 +79,30 @@ def test_text_features_are_computed_once_per_scoring_call(model, monkeypatch):
     monkeypatch.setattr(model.text_prompt, "text_features", lambda backbone: calls.append(1) or original(backbone))
     predict_views(model, np.zeros((5, 224, 224), dtype=np.float32), batch_size=2)  # three batches
     assert len(calls) == 1
+
+
+def test_score_files_use_one_float_format_and_one_name_per_view(tmp_path):
+    import csv
+    import json
+    from pathlib import Path
+
+    from ppad.data import ImageReadError
+    from ppad.scoring import ScoreReport
+
+    views = np.array([[0.1, 1 / 3, 0.25, 2 / 3, 0.123456789]], dtype=np.float64)
+    report = ScoreReport(
+        paths=[Path("a.png")],
+        view_names=["left lung", "right lung", "upper lung", "lower lung", ""],
+        view_probabilities=views,
+        scores=np.array([1 / 7]),
+        eta=0.8,
+        failures=[ImageReadError("b.png", "no such file")],
+    )
+    with open(report.write_csv(tmp_path / "s.csv"), newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    floats = [value for key, value in rows[0].items() if key == "score" or key.startswith("p_")]
+    assert floats == ["0.142857", "0.100000", "0.333333", "0.250000", "0.666667", "0.123457"]
+    assert rows[1]["path"] == "b.png" and rows[1]["error"] == "no such file"
+    document = json.loads(report.write_json(tmp_path / "s.json").read_text())
+    assert document["views"][-1] == "whole image" and "p_whole_image" in rows[0]
+    assert document["images"][0]["top_view"] == "lower lung"
