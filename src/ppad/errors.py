@@ -7,9 +7,20 @@ is a bug in ppad and keeps its traceback. Each subclass is also a ``ValueError``
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class PpadError(Exception):
     """Base of every error whose message alone tells the user what to fix."""
+
+
+class FileProblem(PpadError, ValueError):
+    """A problem with one file; ``str()`` is ``"<path>: <problem>"``."""
+
+    def __init__(self, path: str | Path, problem: str) -> None:
+        super().__init__(f"{path}: {problem}")
+        self.path = Path(path)
+        self.problem = problem
 
 
 class SettingsError(PpadError, ValueError):

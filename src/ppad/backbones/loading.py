@@ -20,7 +20,7 @@ import torch
 from safetensors.torch import load_file as load_safetensors
 
 from ppad.backbones.architectures import ARCHITECTURES, Architecture
-from ppad.errors import PpadError
+from ppad.errors import FileProblem
 
 # Entries that are not weights: metadata in OpenAI's TorchScript archives, and the text causal
 # mask that traced/scripted exports include although it is derived from the context length.
@@ -28,13 +28,8 @@ NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mas
 SAFETENSORS_SUFFIXES = (".safetensors",)
 
 
-class CheckpointError(PpadError, ValueError):
+class CheckpointError(FileProblem):
     """A weights file that cannot be used; the message names the file and the problem."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

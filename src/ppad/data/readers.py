@@ -24,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
 
-from ppad.errors import PpadError
+from ppad.errors import FileProblem
 
 DICOM_SUFFIXES = {".dcm", ".dicom", ".dic"}
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
@@ -35,13 +35,8 @@ MAX_PIXELS = 50_000_000  # a 7000² film; detector plates are at most about 4300
 ImageFile.LOAD_TRUNCATED_IMAGES = False
 
 
-class ImageReadError(PpadError, ValueError):
+class ImageReadError(FileProblem):
     """An image that cannot be read; ``str()`` is ``"<path>: <problem>"``."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
 
 
 class ImageTooLargeError(ImageReadError):

@@ -8,19 +8,14 @@ from pathlib import Path
 from typing import Any
 
 from ppad import __version__
-from ppad.errors import PpadError
+from ppad.errors import FileProblem
 
 RUN_FORMAT = "ppad-run"
 RUN_FORMAT_VERSION = 1  # bump when a file's layout changes; readers refuse newer versions
 
 
-class RunFolderError(PpadError, ValueError):
+class RunFolderError(FileProblem):
     """A run-folder file that is missing, corrupt, from a newer ppad or for another model."""
-
-    def __init__(self, path: str | Path, problem: str) -> None:
-        super().__init__(f"{path}: {problem}")
-        self.path = Path(path)
-        self.problem = problem
 
 
 class BackboneMismatchError(RunFolderError):
