@@ -148,7 +148,7 @@ def test_internal_errors_keep_their_traceback(trained, film, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in ppad")
 
-    monkeypatch.setattr(score_module, "score_files", broken)
+    monkeypatch.setattr(score_module, "score_archive", broken)
     result = invoke("score", "--run", trained, film, "--device", "cpu")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 

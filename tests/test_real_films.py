@@ -9,9 +9,10 @@ import sys
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from ppad.data import discover
-from tests.conftest import ZHANGLAB, needs_zhanglab
+from tests.conftest import NIH, ZHANGLAB, needs_zhanglab
 
 
 def ppad(*args) -> subprocess.CompletedProcess:
@@ -61,3 +62,25 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
             weight = calibration["fusion_weight"]
             expected = weight * prompt + (1 - weight) * memory
         assert float(row["score"]) == pytest.approx(expected, abs=2e-6)
+
+    if method != "knn":
+        return
+    maps = tmp_path / "maps"
+    done = ppad("score", "--run", run, test[0].path, "--out", tmp_path / "m.csv", "--maps", maps, "--quiet")
+    assert done.returncode == 0, done.stderr
+    amap = np.load(maps / f"{test[0].path.stem}.npy")
+    with Image.open(test[0].path) as film, Image.open(maps / f"{test[0].path.stem}_overlay.png") as overlay:
+        assert amap.shape == (film.height, film.width) and np.isfinite(amap).all() and amap.std() > 0
+        assert overlay.mode == "RGB" and overlay.width >= film.width
+
+    if not (NIH / "boxes.csv").is_file():
+        pytest.skip(f"no radiologist boxes at {NIH}")
+    done = ppad("evaluate", "--run", run, "--boxes", NIH / "boxes.csv", "--quiet", "--device", "cpu")
+    assert done.returncode == 0, done.stderr
+    localization = json.loads((run / "evaluation" / "localization.json").read_text())
+    assert localization["n_images"] == 44 and localization["n_boxes"] == 49
+    scores = localization["scores"]
+    assert set(scores) == {"memory", "centre prior", "uniform random"}
+    assert abs(scores["uniform random"]["pixel_auc"] - 0.5) < 0.05
+    assert scores["centre prior"]["pixel_auc"] > scores["uniform random"]["pixel_auc"]
+    assert "memory" in done.stdout and "centre prior" in done.stdout

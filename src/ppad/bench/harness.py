@@ -1,4 +1,4 @@
-"""The reproduction harness: methods × syntheses × seeds on one backbone and data set.
+"""The reproduction harness: methods × syntheses × presets × seeds on one backbone and data set.
 
 Each cell is an ordinary run folder (train → evaluate), so a finished cell is never recomputed
 and can be inspected or re-scored with the usual commands. Model selection inside a cell uses
@@ -8,6 +8,7 @@ only its validation split; the test split is read once per cell, at the end.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from ppad.backbones import Backbone, load_backbone
 from ppad.data import DatasetIndex, discover
 from ppad.io import write_json
 from ppad.methods import get_method
+from ppad.methods.presets import PPAD, Preset, preset_ablation
 from ppad.runs import RunFolder
 from ppad.runs.records import as_stored
 from ppad.scoring.evaluation import evaluate_run
@@ -25,11 +27,24 @@ from ppad.training import TrainSettings, train_run
 
 METRICS = ("acc", "auc", "f1", "ap")
 MEMORY_SUFFIX = "+knn"
-ABLATIONS: dict[str, dict[str, list[str]]] = {
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """Rows of a paper-style table: methods × syntheses × presets (no syntheses: each preset's own)."""
+
+    methods: tuple[str, ...]
+    syntheses: tuple[str, ...] | None
+    presets: tuple[Preset, ...] | None = None  # None: the preset the command was given
+
+
+ABLATIONS: dict[str, Ablation] = {
     # Table 3: which prompt parts matter
-    "prompts": {"methods": ["coop", "ppad-text", "ppad"], "syntheses": ["sas"]},
+    "prompts": Ablation(("coop", "ppad-text", "ppad"), ("sas",)),
     # Table 4: which anomaly synthesis trains PPAD best
-    "synthesis": {"methods": ["ppad"], "syntheses": ["sas", "fpi", "pii", "cutpaste", "anatpaste", "mediclip"]},
+    "synthesis": Ablation(("ppad",), ("sas", "fpi", "pii", "cutpaste", "anatpaste", "mediclip")),
+    # issue 10: ppad's choices, each of the authors' alone, all of the authors'
+    "preset": Ablation(("ppad",), None, tuple(preset_ablation())),
 }
 
 
@@ -38,19 +53,31 @@ class Cell:
     method: str
     synthesis: str
     seed: int
+    preset: Preset = PPAD
 
-    def row(self, by_synthesis: bool) -> str:
-        return f"{self.method} + {self.synthesis}" if by_synthesis else self.method
+    def row(self, by_synthesis: bool, by_preset: bool = False) -> str:
+        row = f"{self.method} + {self.synthesis}" if by_synthesis else self.method
+        return f"{row} [{self.preset.name}]" if by_preset else row
 
     @property
     def folder(self) -> str:
-        return f"{self.method}__{self.synthesis}/seed{self.seed}"
+        variant = "" if self.preset.name == PPAD.name else f"__{self.preset.name}"
+        return f"{self.method}__{self.synthesis}{variant}/seed{self.seed}"
 
 
-def plan(methods: list[str], syntheses: list[str], seeds: list[int]) -> list[Cell]:
+def plan(
+    methods: Sequence[str], syntheses: Sequence[str] | None, seeds: Sequence[int], presets: Sequence[Preset] = (PPAD,)
+) -> list[Cell]:
+    """Every cell in table order; ``syntheses=None`` takes each preset's own synthesis."""
     for method in methods:
         get_method(method)  # unknown names fail before any work
-    return [Cell(m, s, seed) for m in methods for s in syntheses for seed in seeds]
+    return [
+        Cell(m, s, seed, preset)
+        for m in methods
+        for preset in presets
+        for s in (syntheses or [preset.synthesis])
+        for seed in seeds
+    ]
 
 
 def run_cell(
@@ -59,9 +86,10 @@ def run_cell(
     """Train and evaluate one cell. A finished cell with the same settings is reused; one made
     with other settings is refused (:class:`RunConflictError`), never silently reused."""
     run = RunFolder(out / "runs" / cell.folder)
-    cell_settings = replace(settings, seed=cell.seed, synthesis=cell.synthesis)
+    cell_settings = replace(cell.preset.settings(settings), seed=cell.seed, synthesis=cell.synthesis)
+    config = cell.preset.config(get_method(cell.method))
     warm_start_from_base(cell, out, run, cell_settings, backbone)
-    train_run(index, run.root, backbone, settings=cell_settings, method=cell.method, progress=progress)
+    train_run(index, run.root, backbone, settings=cell_settings, config=config, method=cell.method, progress=progress)
     metrics_path = run.metrics_path()
     if not metrics_path.is_file() or metrics_path.stat().st_mtime < run.manifest_path.stat().st_mtime:
         evaluate_run(run.root, index, backbone=backbone, device=backbone.device, progress=progress)
@@ -73,7 +101,7 @@ def warm_start_from_base(cell: Cell, out: Path, run: RunFolder, settings: TrainS
     initialisation; the memory learns nothing by gradient), so a finished base cell's training
     state is copied in and only the memory is fitted. Returns whether it was."""
     base_method = cell.method.removesuffix(MEMORY_SUFFIX)
-    base = RunFolder(out / "runs" / Cell(base_method, cell.synthesis, cell.seed).folder)
+    base = RunFolder(out / "runs" / replace(cell, method=base_method).folder)
     if base_method == cell.method or run.state_path.exists() or not base.state_path.is_file():
         return False
     if get_method(base_method).defaults != get_method(cell.method).defaults:
@@ -86,11 +114,11 @@ def warm_start_from_base(cell: Cell, out: Path, run: RunFolder, settings: TrainS
     return True
 
 
-def summarize(cells: list[Cell], documents: list[dict], by_synthesis: bool) -> list[dict]:
+def summarize(cells: list[Cell], documents: list[dict], by_synthesis: bool, by_preset: bool = False) -> list[dict]:
     """Mean ± sample std (in percent) per row, in plan order."""
     rows: dict[str, list[dict]] = {}
     for cell, document in zip(cells, documents):
-        rows.setdefault(cell.row(by_synthesis), []).append(document["metrics"])
+        rows.setdefault(cell.row(by_synthesis, by_preset), []).append(document["metrics"])
     summary = []
     for name, runs in rows.items():
         entry = {"row": name, "runs": len(runs)}
@@ -116,25 +144,31 @@ def run_bench(
     backbone: str | Path,
     methods: list[str],
     seeds: list[int],
-    syntheses: list[str] = ("sas",),
+    syntheses: Sequence[str] | None = ("sas",),
     settings: TrainSettings = TrainSettings(),
     architecture: str | None = None,
     device: str = "auto",
     progress: bool = True,
+    presets: Sequence[Preset] = (PPAD,),
 ) -> dict:
-    """Run every cell (skipping finished ones) and write ``results.json``, ``table.md``, ``roc.png``."""
+    """Run every cell (skipping finished ones) and write ``results.json``, ``table.md``, ``roc.png``.
+
+    ``presets``: the choice sets to compare (one row each when several); ``syntheses=None``
+    trains each preset with its own synthesis.
+    """
     from ppad.bench.roc import plot_roc_curves
 
     out = Path(out)
     index = discover(data)
-    cells = plan(list(methods), list(syntheses), list(seeds))
+    cells = plan(methods, syntheses, seeds, presets)
     loaded = load_backbone(backbone, architecture, device)
     documents = [
         run_cell(cell, index, out, loaded, settings, progress=False)
         for cell in tqdm(cells, desc="bench", unit="run", disable=not progress)
     ]
-    by_synthesis = len(set(syntheses)) > 1
-    summary = summarize(cells, documents, by_synthesis)
+    by_synthesis = syntheses is not None and len(set(syntheses)) > 1
+    by_preset = len(presets) > 1
+    summary = summarize(cells, documents, by_synthesis, by_preset)
     results = {
         "data": index.summary(),
         "backbone": {
@@ -147,9 +181,10 @@ def run_bench(
         "summary": summary,
         "runs": [
             {
-                "row": cell.row(by_synthesis),
+                "row": cell.row(by_synthesis, by_preset),
                 "method": cell.method,
                 "synthesis": cell.synthesis,
+                "preset": {"name": cell.preset.name, **cell.preset.choices()},
                 "seed": cell.seed,
                 "folder": str(out / "runs" / cell.folder),
                 "metrics": doc["metrics"],
@@ -159,5 +194,5 @@ def run_bench(
     }
     write_json(out / "results.json", results)
     (out / "table.md").write_text(markdown_table(summary))
-    plot_roc_curves(out / "roc.png", [(cell.row(by_synthesis), doc) for cell, doc in zip(cells, documents)])
+    plot_roc_curves(out / "roc.png", [(cell.row(by_synthesis, by_preset), doc) for cell, doc in zip(cells, documents)])
     return results

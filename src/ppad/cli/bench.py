@@ -1,4 +1,4 @@
-"""``ppad bench``: methods × seeds (× syntheses) on one backbone and data set, the paper's tables."""
+"""``ppad bench``: methods × seeds (× syntheses, × presets) on one backbone and data set, the paper's tables."""
 
 from __future__ import annotations
 
@@ -7,7 +7,17 @@ from pathlib import Path
 import click
 
 from ppad.bench import ABLATIONS, run_bench
-from ppad.cli.options import backbone_options, data_option, device_option, names, quiet_option, schedule_options
+from ppad.bench.harness import Ablation
+from ppad.cli.options import (
+    backbone_options,
+    chosen_preset,
+    data_option,
+    device_option,
+    names,
+    preset_options,
+    quiet_option,
+    schedule_options,
+)
 from ppad.methods import METHODS
 from ppad.training import TrainSettings
 
@@ -25,13 +35,19 @@ from ppad.training import TrainSettings
     "--methods", default="zeroshot,coop,ppad", show_default=True, help=f"Comma-separated, of: {', '.join(METHODS)}."
 )
 @click.option("--seeds", default="0,1,2,3,4", show_default=True)
-@click.option("--synthesis", default="sas", show_default=True, help="Comma-separated synthesis names (one row each).")
+@click.option(
+    "--synthesis",
+    default=None,
+    help="Comma-separated synthesis names (one row each) [the preset's: ppad sas; reference sas-reference].",
+)
 @click.option(
     "--ablation",
     type=click.Choice(sorted(ABLATIONS)),
     default=None,
-    help="Table 3 (prompts) or Table 4 (synthesis) rows; overrides --methods/--synthesis.",
+    help="Table 3 (prompts) or Table 4 (synthesis) rows, overriding --methods/--synthesis; or 'preset': "
+    "ppad, each reference choice alone, all reference (overriding the preset options too).",
 )
+@preset_options
 @schedule_options
 @device_option
 @quiet_option
@@ -44,6 +60,12 @@ def command(
     seeds,
     synthesis,
     ablation,
+    preset,
+    region_sides,
+    patch_rule,
+    prompt_init_std,
+    loss,
+    full_batch,
     shots,
     epochs,
     batch_size,
@@ -53,8 +75,16 @@ def command(
     device,
     quiet,
 ) -> None:
-    """Methods × seeds (× syntheses) → results.json, table.md (mean ± std) and roc.png."""
-    chosen = ABLATIONS[ablation] if ablation else {"methods": names(methods), "syntheses": names(synthesis)}
+    """Methods × seeds (× syntheses, × presets) → results.json, table.md (mean ± std) and roc.png."""
+    choices = chosen_preset(
+        preset,
+        region_sides=region_sides,
+        patch_rule=patch_rule,
+        prompt_init_std=prompt_init_std,
+        loss=loss,
+        full_batch=full_batch,
+    )
+    chosen = ABLATIONS.get(ablation) or Ablation(tuple(names(methods)), tuple(names(synthesis)) if synthesis else None)
     settings = TrainSettings(
         shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, val_every=val_every
     )
@@ -62,6 +92,18 @@ def command(
         seed_list = [int(seed) for seed in names(seeds)]
     except ValueError:
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
-    run_bench(data, out, backbone, chosen["methods"], seed_list, chosen["syntheses"], settings, arch, device, not quiet)
+    run_bench(
+        data,
+        out,
+        backbone,
+        chosen.methods,
+        seed_list,
+        chosen.syntheses,
+        settings,
+        arch,
+        device,
+        not quiet,
+        presets=chosen.presets or (choices,),
+    )
     click.echo((out / "table.md").read_text().rstrip())
     click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")

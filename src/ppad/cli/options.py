@@ -8,7 +8,11 @@ from pathlib import Path
 import click
 
 from ppad.backbones import ARCHITECTURES, DEFAULT_BACKBONE
+from ppad.maps import DEFAULT_MAP_METHOD, MAP_METHODS
+from ppad.methods.presets import PRESETS, Preset, get_preset
+from ppad.regions import PATCH_RULES, SIDES
 from ppad.runs import PROMPT_FILES
+from ppad.training.loop import LOSSES
 
 
 def compose(*options: Callable) -> Callable:
@@ -64,9 +68,64 @@ schedule_options = compose(
     ),
 )
 
+preset_options = compose(
+    click.option(
+        "--preset",
+        type=click.Choice(list(PRESETS)),
+        default="ppad",
+        show_default=True,
+        help="ppad's choices, or the authors' code's ('reference'); the options below override one each.",
+    ),
+    click.option(
+        "--region-sides",
+        type=click.Choice(SIDES),
+        default=None,
+        help="'left lung' = the patient's left (image right; ppad) or image columns 0-111 ('image'; authors).",
+    ),
+    click.option(
+        "--patch-rule",
+        type=click.Choice(list(PATCH_RULES)),
+        default=None,
+        help="ViT patch inside a region: at least half its pixels (ppad) or any pixel (authors). "
+        "CNN towers mask pixels exactly.",
+    ),
+    click.option(
+        "--prompt-init-std",
+        type=click.FloatRange(min=0),
+        default=None,
+        help="Image prompt initial std [ppad 0.02; authors 0.2].",
+    ),
+    click.option(
+        "--loss",
+        type=click.Choice(list(LOSSES)),
+        default=None,
+        help="BCE on the softmax abnormal probability (ppad) or on each class logit alone (authors).",
+    ),
+    click.option(
+        "--full-batch/--no-full-batch",
+        default=None,
+        help="All shots in one batch, one step per epoch (authors) [ppad: --batch-size].",
+    ),
+)
+
+
+def chosen_preset(preset: str, **choices) -> Preset:
+    """The named preset with every given choice (``None`` = the preset's) applied."""
+    return get_preset(preset).overriding(**choices)
+
+
 trained_run_options = compose(
     click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)),
     click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked)."),
     click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True),
     click.option("--batch-size", default=32, show_default=True),
+)
+
+
+map_method_option = click.option(
+    "--map-method",
+    type=click.Choice([DEFAULT_MAP_METHOD, *MAP_METHODS]),
+    default=DEFAULT_MAP_METHOD,
+    show_default=True,
+    help="Anomaly map: 'auto' takes the best that applies to the run's method (memory, sweep, text, gradient).",
 )

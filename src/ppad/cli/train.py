@@ -7,7 +7,15 @@ from pathlib import Path
 import click
 
 from ppad.backbones.preprocessing import RESIZE_MODES
-from ppad.cli.options import backbone_options, data_option, device_option, quiet_option, schedule_options
+from ppad.cli.options import (
+    backbone_options,
+    chosen_preset,
+    data_option,
+    device_option,
+    preset_options,
+    quiet_option,
+    schedule_options,
+)
 from ppad.methods import METHODS, get_method
 from ppad.methods.zeroshot import TEMPLATES
 from ppad.runs import RunFolder
@@ -34,10 +42,10 @@ from ppad.training import TrainSettings, train_run
 @click.option(
     "--synthesis",
     type=click.Choice(list(SYNTHESIS_TASKS)),
-    default="sas",
-    show_default=True,
-    help="Anomaly synthesis for training and validation.",
+    default=None,
+    help="Anomaly synthesis for training and validation [preset's: ppad sas; reference sas-reference].",
 )
+@preset_options
 @click.option("--image-size", default=224, show_default=True)
 @click.option(
     "--resize", type=click.Choice(RESIZE_MODES), default="pad", show_default=True, help="Pad to square or centre-crop."
@@ -62,6 +70,12 @@ def command(
     classes,
     template,
     synthesis,
+    preset,
+    region_sides,
+    patch_rule,
+    prompt_init_std,
+    loss,
+    full_batch,
     image_size,
     resize,
     device,
@@ -69,17 +83,28 @@ def command(
 ) -> None:
     """Learn prompts from k normal images (resumes an interrupted run in --out)."""
     words = tuple(word.strip() for word in classes.split(","))
-    settings = TrainSettings(
-        shots=shots,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        validation_size=val_size,
-        val_every=val_every,
-        seed=seed,
+    choices = chosen_preset(
+        preset,
+        region_sides=region_sides,
+        patch_rule=patch_rule,
+        prompt_init_std=prompt_init_std,
+        loss=loss,
+        full_batch=full_batch,
         synthesis=synthesis,
     )
-    config = get_method(method).config(
+    settings = choices.settings(
+        TrainSettings(
+            shots=shots,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            validation_size=val_size,
+            val_every=val_every,
+            seed=seed,
+        )
+    )
+    config = choices.config(
+        get_method(method),
         classes=words,
         n_ctx=n_ctx,
         class_specific=class_specific or None,

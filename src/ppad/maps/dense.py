@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ppad.backbones.dual_tower import DualTowerBackbone
 from ppad.methods.base import ABNORMAL_CLASS, PromptDetector
+from ppad.methods.memory import KnnModel
 
 
 def is_dual_tower(model: PromptDetector) -> bool:
@@ -25,7 +26,7 @@ def is_dual_tower(model: PromptDetector) -> bool:
 
 
 def has_text(model: PromptDetector) -> bool:
-    return "" in model.regions.names and model.text_features().numel() > 0
+    return "" in model.regions.names and not isinstance(model, KnnModel)
 
 
 def has_memory(model: PromptDetector) -> bool:

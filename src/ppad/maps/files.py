@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -13,7 +14,7 @@ from ppad.data.readers import ImageReadError, read_image
 from ppad.io import atomic_write
 from ppad.maps.geometry import to_original
 from ppad.maps.overlay import render_overlay
-from ppad.maps.registry import DEFAULT_MAP_METHOD, anomaly_maps
+from ppad.maps.registry import DEFAULT_MAP_METHOD, anomaly_maps, resolve_map_method
 from ppad.methods.base import PromptDetector
 from ppad.scoring.scorer import predict_views
 
@@ -32,7 +33,11 @@ class FilmMaps:
 
 
 def film_maps(
-    model: PromptDetector, paths: list[Path], method: str = DEFAULT_MAP_METHOD, batch_size: int = 16, progress: bool = True
+    model: PromptDetector,
+    paths: list[Path],
+    method: str = DEFAULT_MAP_METHOD,
+    batch_size: int = 16,
+    progress: bool = True,
 ) -> Iterator[FilmMaps]:
     """Read ``paths`` in chunks and map them; unreadable files are reported, never fatal."""
     for start in tqdm(range(0, len(paths), CHUNK), desc="maps", unit="chunk", disable=not progress, leave=False):
@@ -44,10 +49,11 @@ def film_maps(
             except ImageReadError as error:
                 failures.append(error)
         size = model.preprocessing.image_size
-        images = np.stack([model.preprocessing.resize(f) for f in films]) if films else np.zeros((0, size, size), np.float32)
-        maps = anomaly_maps(model, images.astype(np.float32), method, batch_size)
+        images = np.stack([model.preprocessing.resize(f) for f in films]) if films else np.zeros((0, size, size))
+        images = images.astype(np.float32)
+        maps = anomaly_maps(model, images, method, batch_size)
         originals = [to_original(m, f.shape, model.preprocessing) for m, f in zip(maps, films)]
-        yield FilmMaps(kept, films, originals, images.astype(np.float32), failures)
+        yield FilmMaps(kept, films, originals, images, failures)
 
 
 @dataclass
@@ -85,15 +91,16 @@ def write_maps(
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = [Path(p) for p in paths]
     stems = unique_stems(paths)
+    method = resolve_map_method(model, method)
     report = MapReport()
     for chunk in film_maps(model, paths, method, batch_size, progress):
         report.failures.extend(chunk.failures)
         views = predict_views(model, chunk.images, batch_size)
         scores = model.aggregate(views)
         for path, film, amap, view, score in zip(chunk.paths, chunk.films, chunk.maps, views, scores):
-            npy = atomic_write(out_dir / f"{stems[path]}.npy", lambda tmp: _save_npy(tmp, amap))
-            overlay = render_overlay(film, amap, model.view_names, view, float(score), title=f"{path.name} · {method} map")
-            png = atomic_write(out_dir / f"{stems[path]}_overlay.png", lambda tmp: overlay.save(tmp, format="PNG"))
+            npy = atomic_write(out_dir / f"{stems[path]}.npy", partial(_save_npy, array=amap))
+            overlay = render_overlay(film, amap, model.view_names, view, float(score), title=path.name, map_name=method)
+            png = atomic_write(out_dir / f"{stems[path]}_overlay.png", partial(overlay.save, format="PNG"))
             report.written.append((path, npy, png))
     return report
 

@@ -21,6 +21,7 @@ def render_overlay(
     view_probabilities: np.ndarray,
     score: float,
     title: str = "",
+    map_name: str = "map",
 ) -> Image.Image:
     """RGB image: the film (gray) with the map blended in ``inferno``, and a side panel holding the
     colour legend (in the map's own units), each view's abnormal probability and the final score."""
@@ -51,12 +52,20 @@ def render_overlay(
     for name, p in zip(view_names, np.asarray(view_probabilities, dtype=float)):
         draw.text((x, y), f"{view_label(name):<12} {p:.3f}", fill="white", font=font)
         y += int(1.5 * unit)
-    _legend(canvas, draw, font, (x, y + unit), (unit, height - y - 3 * unit), (low, high))
+    _legend(canvas, draw, font, (x, y + unit), (unit, height - y - 3 * unit), (low, high), map_name)
     return canvas
 
 
-def _legend(canvas: Image.Image, draw: ImageDraw.ImageDraw, font, at: tuple[int, int], size: tuple[int, int], span) -> None:
-    """A vertical colour bar, high at the top, labelled with the map values at its ends."""
+def _legend(
+    canvas: Image.Image,
+    draw: ImageDraw.ImageDraw,
+    font: ImageFont.FreeTypeFont,
+    at: tuple[int, int],
+    size: tuple[int, int],
+    span: tuple[float, float],
+    label: str,
+) -> None:
+    """A vertical colour bar, high at the top, its ends labelled with map values, its middle named."""
     (x, y), (width, height) = at, size
     if height < 20:
         return
@@ -66,4 +75,4 @@ def _legend(canvas: Image.Image, draw: ImageDraw.ImageDraw, font, at: tuple[int,
     low, high = span
     draw.text((x + width + 4, y), f"{high:.3g}", fill="white", font=font)
     draw.text((x + width + 4, y + height - font.size), f"{low:.3g}", fill="white", font=font)
-    draw.text((x + width + 4, y + height // 2 - font.size // 2), "map", fill="white", font=font)
+    draw.text((x + width + 4, y + height // 2 - font.size // 2), label, fill="white", font=font)

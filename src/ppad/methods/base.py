@@ -27,10 +27,18 @@ ABNORMAL_CLASS = 1  # classes are (normal word, abnormal word)
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    """Settings every method has; subclasses add their own, all saved next to the prompts."""
+    """Settings every method has; subclasses add their own, all saved next to the prompts.
+
+    ``region_sides``: ``"anatomical"`` (patient's left = image right) or ``"image"`` (mirrored,
+    the authors' code). ``patch_rule``: when a ViT patch is inside a region, ``"majority"`` (at
+    least half its pixels) or ``"any"`` (any pixel, the authors' code); CNN towers mask pixels
+    exactly, so the rule does not apply to them.
+    """
 
     classes: tuple[str, str] = ("normal", "pneumonia")
     region_set: str = "ppad"
+    region_sides: str = "anatomical"
+    patch_rule: str = "majority"
     image_size: int = 224
     resize_mode: str = "pad"
     eta: float = 0.8
@@ -64,7 +72,7 @@ class PromptDetector(nn.Module):
             raise SettingsError("a detector takes exactly two class words: (normal, abnormal)")
         self.config = config
         self.backbone = backbone
-        self.regions = get_region_set(config.region_set)
+        self.regions = get_region_set(config.region_set, config.region_sides, config.patch_rule)
         base = backbone.architecture.preprocessing
         self.preprocessing = Preprocessing(config.image_size, base.mean, base.std, config.resize_mode)
         self.prompt_shape = backbone.prompt_shape(config.image_size)  # also checks the size fits the tower

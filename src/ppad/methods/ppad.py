@@ -12,14 +12,17 @@ import torch
 
 from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
-from ppad.prompts import ImagePrompt, PositionTextPrompt
+from ppad.prompts import PROMPT_INIT_STD, ImagePrompt, PositionTextPrompt
 
 
 @dataclass(frozen=True)
 class PPADConfig(DetectorConfig):
+    """``prompt_init_std``: the image prompt's initial values are N(0, std²)."""
+
     n_ctx: int = 16
     class_specific: bool = False
     image_prompt: bool = True
+    prompt_init_std: float = PROMPT_INIT_STD
 
 
 class PPADModel(PromptDetector):
@@ -30,7 +33,9 @@ class PPADModel(PromptDetector):
         self.text_prompt = PositionTextPrompt(
             backbone, self.regions.names, config.classes, config.n_ctx, config.class_specific
         )
-        self.image_prompt = ImagePrompt(self.prompt_shape).to(self.device) if config.image_prompt else None
+        self.image_prompt = (
+            ImagePrompt(self.prompt_shape, config.prompt_init_std).to(self.device) if config.image_prompt else None
+        )
         self.views_change_images = self.image_prompt is not None
 
     def compute_text_features(self) -> torch.Tensor:

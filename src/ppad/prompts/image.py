@@ -12,15 +12,15 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-PROMPT_INIT_STD = 0.02
+PROMPT_INIT_STD = 0.02  # ppad's default; the authors' code uses 0.2
 
 
 class ImagePrompt(nn.Module):
     """One learnable tensor shaped like one image's input embedding."""
 
-    def __init__(self, shape: tuple[int, ...]) -> None:
+    def __init__(self, shape: tuple[int, ...], init_std: float = PROMPT_INIT_STD) -> None:
         super().__init__()
-        self.values = nn.Parameter(torch.randn(shape) * PROMPT_INIT_STD)
+        self.values = nn.Parameter(torch.randn(shape) * init_std)
 
     def forward(self, embeddings: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """[B, *shape] embeddings, [B, …] keep-mask broadcastable to them (1 = image) → prompted."""

@@ -1,5 +1,23 @@
 """Position regions (prompt phrase + mask), radiological side convention."""
 
-from ppad.regions.regions import PPAD_REGIONS, REGION_SETS, WHOLE_IMAGE, Region, RegionSet, get_region_set
+from ppad.regions.regions import (
+    PATCH_RULES,
+    PPAD_REGIONS,
+    REGION_SETS,
+    SIDES,
+    WHOLE_IMAGE,
+    Region,
+    RegionSet,
+    get_region_set,
+)
 
-__all__ = ["PPAD_REGIONS", "REGION_SETS", "WHOLE_IMAGE", "Region", "RegionSet", "get_region_set"]
+__all__ = [
+    "PATCH_RULES",
+    "PPAD_REGIONS",
+    "REGION_SETS",
+    "SIDES",
+    "WHOLE_IMAGE",
+    "Region",
+    "RegionSet",
+    "get_region_set",
+]

@@ -3,16 +3,21 @@
 Regions are data. Each is a rectangle in fractional image coordinates, turned into a pixel mask
 for any image size and into a patch mask for any ViT grid.
 
-Side convention — radiological: chest films are displayed as if facing the patient, so the
-**patient's left lung appears on the right half of the image** (PA/AP view). ``"left lung"``
-therefore selects the image's right half and ``"right lung"`` its left half; this matches how
-radiology reports (CheXzero's pre-training text) use the words. Upper/lower follow the paper:
-rows 0–119 and 120–223 of a 224-pixel image.
+Side convention (``sides="anatomical"``, the default) — radiological: chest films are displayed
+as if facing the patient, so the **patient's left lung appears on the right half of the image**
+(PA/AP view). ``"left lung"`` therefore selects the image's right half and ``"right lung"`` its
+left half; this matches how radiology reports (CheXzero's pre-training text) use the words.
+``sides="image"`` mirrors every region (the authors' code: ``"left lung"`` = image columns
+0–111). Upper/lower follow the paper: rows 0–119 and 120–223 of a 224-pixel image.
+
+Patch rule (ViT patch grids only; pixel masks are exact): ``"majority"`` keeps a patch in the
+region when at least half of its pixels are, ``"any"`` when any pixel is (the authors' code).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -22,7 +27,12 @@ from ppad.errors import UnknownNameError
 
 # The paper's upper/lower boundary: row 120 of 224.
 PAPER_UPPER_FRACTION = 120 / 224
-PATCH_COVERAGE = 0.5  # a patch belongs to a region when at least half of its pixels do
+SIDES = ("anatomical", "image")
+# Patch rule: the fraction of a patch's pixels inside the region → whether the patch is.
+PATCH_RULES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "majority": lambda coverage: coverage >= 0.5,
+    "any": lambda coverage: coverage > 0,
+}
 
 
 @dataclass(frozen=True)
@@ -47,6 +57,10 @@ class Region:
         in_cols = (cols >= round(self.left * width)) & (cols < round(self.right * width))
         return in_rows[:, None] & in_cols[None, :]
 
+    def mirrored(self) -> Region:
+        """The same rectangle reflected left ↔ right."""
+        return replace(self, left=1 - self.right, right=1 - self.left)
+
 
 @dataclass(frozen=True)
 class RegionSet:
@@ -54,6 +68,11 @@ class RegionSet:
 
     name: str
     regions: tuple[Region, ...]
+    patch_rule: str = "majority"
+
+    def __post_init__(self) -> None:
+        if self.patch_rule not in PATCH_RULES:
+            raise UnknownNameError(f"unknown patch rule {self.patch_rule!r}; known: {', '.join(PATCH_RULES)}")
 
     @property
     def names(self) -> list[str]:
@@ -67,10 +86,15 @@ class RegionSet:
         return np.stack([region.mask(size, size) for region in self.regions])
 
     def patch_masks(self, size: int, patch_size: int) -> torch.Tensor:
-        """[R, N] float masks over a ViT's row-major patch grid: 1 = patch inside the region."""
+        """[R, N] float masks over a ViT's row-major patch grid: 1 = patch inside the region
+        by the set's patch rule."""
         masks = torch.from_numpy(self.pixel_masks(size)).float()[:, None]
         coverage = F.avg_pool2d(masks, kernel_size=patch_size, stride=patch_size)
-        return (coverage >= PATCH_COVERAGE).float().flatten(1)
+        return PATCH_RULES[self.patch_rule](coverage).float().flatten(1)
+
+    def mirrored(self) -> RegionSet:
+        """Every region reflected left ↔ right (names kept)."""
+        return replace(self, regions=tuple(region.mirrored() for region in self.regions))
 
 
 PPAD_REGIONS = RegionSet(
@@ -89,8 +113,12 @@ WHOLE_IMAGE = RegionSet(name="whole", regions=(Region(""),))
 REGION_SETS: dict[str, RegionSet] = {region_set.name: region_set for region_set in (PPAD_REGIONS, WHOLE_IMAGE)}
 
 
-def get_region_set(name: str) -> RegionSet:
+def get_region_set(name: str, sides: str = "anatomical", patch_rule: str = "majority") -> RegionSet:
+    """A region set by name, its sides (``"anatomical"`` or ``"image"``) and its patch rule."""
     try:
-        return REGION_SETS[name]
+        regions = REGION_SETS[name]
     except KeyError:
         raise UnknownNameError(f"unknown region set {name!r}; known: {', '.join(sorted(REGION_SETS))}") from None
+    if sides not in SIDES:
+        raise UnknownNameError(f"unknown region sides {sides!r}; known: {', '.join(SIDES)}")
+    return replace(regions.mirrored() if sides == "image" else regions, patch_rule=patch_rule)

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ppad.maps import DEFAULT_MAP_METHOD
+from ppad.errors import DataError
+from ppad.maps import DEFAULT_MAP_METHOD, resolve_map_method
 from ppad.maps.files import film_maps
 from ppad.methods.base import PromptDetector
-from ppad.metrics.localization import box_mask, centre_prior, localization_scores, read_boxes
+from ppad.metrics.localization import Box, box_mask, centre_prior, localization_scores, read_boxes
 
 CENTRE, RANDOM = "centre prior", "uniform random"
 
@@ -27,14 +28,16 @@ def evaluate_localization(
     uniform-random map (seeded), on every readable film of the boxes file, at the film's resolution."""
     boxes = read_boxes(boxes_csv)
     paths = list(boxes)
-    maps: dict[str, list[np.ndarray]] = {name: [] for name in map_methods}
-    masks, failures, shapes = [], [], []
-    for index, name in enumerate(map_methods):
+    names = list(dict.fromkeys(resolve_map_method(model, name) for name in map_methods))
+    maps: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    masks, shapes, read, failures = [], [], [], []
+    for index, name in enumerate(names):
         for chunk in film_maps(model, paths, name, batch_size, progress):
             maps[name].extend(chunk.maps)
             if index == 0:
+                read.extend(chunk.paths)
                 failures.extend(f"{f.path}: {f.problem}" for f in chunk.failures)
-                masks.extend(box_mask(boxes[p], f.shape) for p, f in zip(chunk.paths, chunk.films))
+                masks.extend(_mask(p, boxes[p], f.shape) for p, f in zip(chunk.paths, chunk.films))
                 shapes.extend(f.shape for f in chunk.films)
     rng = np.random.default_rng(seed)
     maps[CENTRE] = [centre_prior(shape) for shape in shapes]
@@ -42,11 +45,18 @@ def evaluate_localization(
     return {
         "boxes": str(boxes_csv),
         "n_images": len(masks),
-        "n_boxes": sum(len(boxes[p]) for p in paths if str(p) not in {f.split(": ")[0] for f in failures}),
+        "n_boxes": sum(len(boxes[p]) for p in read),
         "seed": seed,
         "scores": {name: localization_scores(values, masks) for name, values in maps.items()} if masks else {},
         "unreadable": failures,
     }
+
+
+def _mask(path: Path, boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
+    try:
+        return box_mask(boxes, shape)
+    except DataError as error:
+        raise DataError(f"{path}: {error}") from None
 
 
 def format_localization(result: dict) -> str:

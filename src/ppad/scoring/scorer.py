@@ -27,6 +27,16 @@ def view_column(name: str) -> str:
     return "p_" + view_label(name).replace(" ", "_")
 
 
+def csv_columns(view_names: list[str]) -> list[str]:
+    """The scores CSV's header: one column per view, an ``error`` column for unreadable files."""
+    return ["path", "score", "prediction", "top_view", *map(view_column, view_names), "error"]
+
+
+def format_row(row: dict) -> dict:
+    """A row as written to CSV: every probability to 6 decimals."""
+    return {key: f"{value:.6f}" if isinstance(value, float) else value for key, value in row.items()}
+
+
 def predict_views(model: PromptDetector, images: np.ndarray, batch_size: int = 32) -> np.ndarray:
     """[N, S, S] images in [0, 1] → [N, R] abnormal probability per view (text features cached)."""
     results = [np.zeros((0, len(model.view_names)), dtype=np.float32)]
@@ -64,16 +74,14 @@ class ScoreReport:
     def write_csv(self, path: str | Path) -> Path:
         """One row per image (views as columns, probabilities to 6 decimals); unreadable files as rows
         with their error."""
-        columns = ["path", "score", "prediction", "top_view", *map(view_column, self.view_names), "error"]
+        columns = csv_columns(self.view_names)
 
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as handle:
                 writer = csv.DictWriter(handle, fieldnames=columns)
                 writer.writeheader()
                 for row in self.rows():
-                    writer.writerow(
-                        {key: f"{value:.6f}" if isinstance(value, float) else value for key, value in row.items()}
-                    )
+                    writer.writerow(format_row(row))
                 for failure in self.failures:
                     writer.writerow({"path": str(failure.path), "error": failure.problem})
 

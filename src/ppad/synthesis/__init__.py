@@ -16,12 +16,16 @@ from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, 
 from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchBlend, estimate_lung_fields
 from ppad.synthesis.poisson import poisson_blend
 from ppad.synthesis.sas import PAPER_GAMMA_WEIGHTS, StructurePreservingSynthesis, boundary_distance, gamma_map
+from ppad.synthesis.shapes import ReferenceScribble, RegionBlob
 
 Sources = np.ndarray | None
 MEDICLIP_TASKS = ("cutpaste-support", "gaussian-intensity", "source", "sink")
 
 SYNTHESIS_TASKS: dict[str, Callable[[Sources], SynthesisTask]] = {
     "sas": lambda sources: StructurePreservingSynthesis(),
+    "sas-reference": lambda sources: StructurePreservingSynthesis(
+        geometry=ReferenceScribble(), fade_at_edge=False, name="sas-reference"
+    ),
     "fpi": lambda sources: ForeignPatchBlend(sources=sources),
     "pii": lambda sources: ForeignPatchBlend(blend=poisson_blend, alpha=(0.05, 1.0), sources=sources, name="pii"),
     "cutpaste": lambda sources: CutPaste(),
@@ -58,6 +62,8 @@ __all__ = [
     "Identity",
     "Mixture",
     "RadialDeformation",
+    "ReferenceScribble",
+    "RegionBlob",
     "StructurePreservingSynthesis",
     "SynthesisResult",
     "SynthesisTask",

@@ -5,6 +5,10 @@ Inside an irregular mask the image is gamma-corrected, ``I^γ`` with
 drawn from ``{−0.999, −0.99, 2, 3}``; outside the mask (and on its boundary) ``γ = 1``. Only
 intensities change — the anatomy under the mask stays where it was. For images in [0, 1],
 ``w > 0`` darkens and ``w < 0`` brightens.
+
+The mask's geometry is pluggable (:mod:`ppad.synthesis.shapes`): ``sas`` draws ppad's blob inside
+the region, ``sas-reference`` the authors' larger shapes in the image's central box, with γ not
+fading at the image edge.
 """
 
 from __future__ import annotations
@@ -14,24 +18,28 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from ppad.synthesis.base import SynthesisResult, sample_pixel
-from ppad.synthesis.shapes import MAX_ATTEMPTS, bounding_box, irregular_mask
+from ppad.synthesis.base import SynthesisResult
+from ppad.synthesis.shapes import MAX_ATTEMPTS, MaskGeometry, RegionBlob, bounding_box
 
 PAPER_GAMMA_WEIGHTS: tuple[float, ...] = (-0.999, -0.99, 2.0, 3.0)
 
 
-def boundary_distance(mask: np.ndarray) -> np.ndarray:
+def boundary_distance(mask: np.ndarray, fade_at_edge: bool = True) -> np.ndarray:
     """Distance of each mask pixel to the mask's boundary ring (0 on the ring and outside).
 
-    The image border counts as boundary, so a mask cut by the border still fades to γ = 1.
-    Computed inside the mask's bounding box.
+    With ``fade_at_edge`` the image border counts as boundary, so a mask cut by the border still
+    fades to γ = 1; without it the mask continues past the border. Computed inside the mask's
+    bounding box.
     """
     distance = np.zeros(mask.shape, dtype=np.float32)
     if not mask.any():
         return distance
     box = bounding_box(mask)
-    padded = np.pad(mask[box], 1, constant_values=False)
-    distance[box] = np.clip(ndimage.distance_transform_edt(padded)[1:-1, 1:-1] - 1.0, 0.0, None)
+    # one False pixel beyond each box side, except beyond the image border when it does not fade
+    pad = [(int(fade_at_edge or s.start > 0), int(fade_at_edge or s.stop < n)) for s, n in zip(box, mask.shape)]
+    padded = np.pad(mask[box], pad, constant_values=False)
+    inner = tuple(slice(before, size - after) for (before, after), size in zip(pad, padded.shape))
+    distance[box] = np.clip(ndimage.distance_transform_edt(padded)[inner] - 1.0, 0.0, None)
     return distance
 
 
@@ -45,20 +53,17 @@ def gamma_map(distance: np.ndarray, weight: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class StructurePreservingSynthesis:
-    """SAS with the paper's weights; the anomaly's centre is drawn inside the region."""
+    """SAS with the paper's weights; by default the anomaly's centre is drawn inside the region."""
 
     weights: tuple[float, ...] = PAPER_GAMMA_WEIGHTS
-    size_range: tuple[float, float] = (0.1, 0.35)  # mask diameter as a fraction of the image side
-    n_points: int = 10
+    geometry: MaskGeometry = RegionBlob()
+    fade_at_edge: bool = True  # γ = 1 where the mask meets the image border
     name: str = "sas"
 
     def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
-        side = min(image.shape)
         for _ in range(MAX_ATTEMPTS):
-            center = sample_pixel(region, rng)
-            diameter = int(round(rng.uniform(*self.size_range) * side))
-            mask = irregular_mask(image.shape, center, diameter, rng, n_points=self.n_points)
-            distance = boundary_distance(mask)
+            mask, where = self.geometry.draw(image.shape, region, rng)
+            distance = boundary_distance(mask, self.fade_at_edge)
             if distance.max() > 0:
                 break
         else:
@@ -71,5 +76,5 @@ class StructurePreservingSynthesis:
         return SynthesisResult(
             image=out,
             mask=mask,
-            params={"w": weight, "center": center, "diameter": diameter, "gamma": gamma},
+            params={"w": weight, **where, "gamma": gamma},
         )

@@ -3,6 +3,7 @@ on the validation split, atomic resumable checkpoints."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -19,9 +20,33 @@ from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
 
 
+def softmax_bce(
+    model: PromptDetector, images: torch.Tensor, regions: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """BCE on the abnormal softmax probability (ppad): one sigmoid of the logit difference."""
+    return F.binary_cross_entropy_with_logits(model(images, regions), labels)
+
+
+def two_sigmoid_bce(
+    model: PromptDetector, images: torch.Tensor, regions: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """BCE on each scaled cosine logit on its own, targets (1 − y, y), averaged over the 2B terms
+    (the authors' code); scoring still takes the softmax."""
+    targets = torch.stack([1 - labels, labels], dim=1)
+    return F.binary_cross_entropy_with_logits(model.class_logits(images, regions), targets)
+
+
+Loss = Callable[[PromptDetector, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LOSSES: dict[str, Loss] = {"softmax-bce": softmax_bce, "two-sigmoid": two_sigmoid_bce}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """The paper's defaults: k = 64, 100 epochs, SGD 1e-3 / momentum 0.9, cosine, p = 0.5."""
+    """The paper's defaults: k = 64, 100 epochs, SGD 1e-3 / momentum 0.9, cosine, p = 0.5.
+
+    ``loss``: a :data:`LOSSES` name. ``full_batch``: one batch of all shots per epoch (the
+    authors' code) instead of ``batch_size``, which still batches validation and scoring.
+    """
 
     shots: int = 64
     epochs: int = 100
@@ -34,11 +59,15 @@ class TrainSettings:
     validation_size: int = 64
     seed: int = 0
     val_every: int = 1  # validate every n-th epoch (and the last); the image prompt makes it costly
+    loss: str = "softmax-bce"
+    full_batch: bool = False
 
     def __post_init__(self) -> None:
         for name in ("shots", "epochs", "batch_size", "val_every"):
             if getattr(self, name) < 1:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
+        if self.loss not in LOSSES:
+            raise SettingsError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -50,17 +79,17 @@ def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_siz
 
 
 def _train_epoch(model, optimizer, support, task, region_masks, rng, settings: TrainSettings) -> float:
-    """One pass over the support set in a seeded order; returns the mean BCE loss."""
+    """One pass over the support set in a seeded order; returns the mean loss."""
     order = rng.permutation(len(support))
+    size = len(order) if settings.full_batch else settings.batch_size
+    loss_of = LOSSES[settings.loss]
     model.train()
     losses = []
-    for first in range(0, len(order), settings.batch_size):
-        batch = synthesize_batch(
-            support[order[first : first + settings.batch_size]], region_masks, task, rng, settings.p_anomaly
-        )
+    for first in range(0, len(order), size):
+        batch = synthesize_batch(support[order[first : first + size]], region_masks, task, rng, settings.p_anomaly)
         images = batch.model_input(model.preprocessing, model.device)
-        logits = model(images, torch.from_numpy(batch.region_index).to(model.device))
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(batch.labels).to(model.device))
+        regions = torch.from_numpy(batch.region_index).to(model.device)
+        loss = loss_of(model, images, regions, torch.from_numpy(batch.labels).to(model.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

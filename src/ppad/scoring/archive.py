@@ -1,0 +1,171 @@
+"""Scoring an archive: paths in chunks, the next chunk decoded by worker threads while the model
+scores this one, rows appended to the CSV as they are produced, and a re-run resuming after a kill.
+
+Memory is bounded by two chunks of resized images whatever the number of files. Rows are written
+in input order, one write and ``fsync`` per chunk; a kill can leave at most a torn last line,
+which the next run drops before skipping every path already in the file. So the finished CSV
+equals an uninterrupted run's. A sidecar ``<csv>.run.json`` records which run and prompts wrote
+it; resuming into a CSV written by another run or checkpoint is refused.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ppad.data.loading import LoadedImages, load_images
+from ppad.data.readers import ImageReadError
+from ppad.errors import FileProblem
+from ppad.io import read_json, write_json
+from ppad.methods.base import PromptDetector
+from ppad.metrics import DEFAULT_THRESHOLD
+from ppad.scoring.scorer import ScoreReport, csv_columns, format_row, predict_views, view_label
+
+CHUNK = 256  # images decoded, resized and scored at a time
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """What wrote a scores CSV: compared before appending to it."""
+
+    run: str
+    checkpoint: str
+    prompts_sha256: str
+    columns: list[str]
+
+    @classmethod
+    def of(cls, run_dir: Path, checkpoint_file: Path, checkpoint: str, columns: list[str]) -> Provenance:
+        digest = hashlib.sha256(checkpoint_file.read_bytes()).hexdigest()
+        return cls(str(Path(run_dir).resolve()), checkpoint, digest, columns)
+
+
+@dataclass
+class ArchiveSummary:
+    scored: int
+    failures: list[ImageReadError]
+    resumed: int  # rows already in the CSV from an earlier, interrupted run
+    seconds: float
+
+
+def read_path_list(table: Path) -> list[Path]:
+    """A CSV with a ``path`` column (paths relative to the CSV's folder) as a list of files."""
+    with open(table, newline="") as handle:
+        reader = csv.DictReader(handle)
+        if "path" not in (reader.fieldnames or []):
+            raise FileProblem(table, "a list of films needs a header with a 'path' column")
+        return [table.parent / row["path"] for row in reader if row["path"]]
+
+
+def _sidecar(out: Path) -> Path:
+    return out.with_name(out.name + ".run.json")
+
+
+def _rows_already_written(out: Path, provenance: Provenance) -> set[str]:
+    """Paths already in ``out`` (after dropping a torn last line); refuses another run's CSV."""
+    if not out.exists():
+        return set()
+    sidecar = _sidecar(out)
+    if not sidecar.is_file() or read_json(sidecar) != asdict(provenance):
+        raise FileProblem(
+            out, "exists and was not written by this run and checkpoint; choose another --out or delete it"
+        )
+    data = out.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with open(out, "r+b") as handle:
+            handle.truncate(len(complete))
+    return {row["path"] for row in csv.DictReader(io.StringIO(complete.decode()))}
+
+
+def _append(out: Path, rows: list[dict], columns: list[str]) -> None:
+    buffer = io.StringIO()
+    csv.DictWriter(buffer, fieldnames=columns).writerows(rows)
+    with open(out, "a", newline="") as handle:
+        handle.write(buffer.getvalue())
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def _chunks(paths: list[Path]) -> Iterator[list[Path]]:
+    for start in range(0, len(paths), CHUNK):
+        yield paths[start : start + CHUNK]
+
+
+def _chunk_rows(model: PromptDetector, chunk: list[Path], loaded: LoadedImages, batch_size: int) -> list[dict]:
+    views = predict_views(model, loaded.images, batch_size)
+    report = ScoreReport(loaded.paths, model.view_names, views, model.aggregate(views), model.config.eta)
+    by_path = {row["path"]: format_row(row) for row in report.rows()}
+    by_path.update({str(f.path): {"path": str(f.path), "error": f.problem} for f in loaded.failures})
+    return [by_path[str(path)] for path in chunk]
+
+
+def score_archive(
+    model: PromptDetector,
+    paths: list[Path],
+    out: Path,
+    provenance: Provenance,
+    missing: list[ImageReadError] = (),
+    batch_size: int = 32,
+    progress: bool = True,
+) -> ArchiveSummary:
+    """Score ``paths`` into the CSV ``out`` (resuming it), ``missing`` inputs as error rows."""
+    start = time.perf_counter()
+    columns = csv_columns(model.view_names)
+    done = _rows_already_written(Path(out), provenance)
+    if not Path(out).exists():
+        _append(out, [dict(zip(columns, columns))], columns)  # the header
+        write_json(_sidecar(out), asdict(provenance))
+    _append(out, [{"path": str(f.path), "error": f.problem} for f in missing if str(f.path) not in done], columns)
+    todo = [path for path in paths if str(path) not in done]
+    scored, failures = 0, list(missing)
+    bar = tqdm(total=len(todo), desc="scoring", unit="img", disable=not progress, smoothing=0.1)
+    with ThreadPoolExecutor(1) as prefetch:
+        chunks = _chunks(todo)
+        upcoming = next(chunks, None)
+        pending = prefetch.submit(load_images, upcoming, model.preprocessing, progress=False) if upcoming else None
+        while pending is not None:
+            current, loaded = upcoming, pending.result()
+            upcoming = next(chunks, None)
+            pending = prefetch.submit(load_images, upcoming, model.preprocessing, progress=False) if upcoming else None
+            _append(out, _chunk_rows(model, current, loaded, batch_size), columns)
+            scored += len(loaded.paths)
+            failures.extend(loaded.failures)
+            bar.update(len(current))
+    bar.close()
+    return ArchiveSummary(scored, failures, len(done), time.perf_counter() - start)
+
+
+def write_scores_json(out: Path, json_path: Path, model: PromptDetector) -> int:
+    """The JSON beside a finished scores CSV: the same rows (numbers as numbers) and the failures.
+    Returns how many images the CSV holds scores for."""
+    with open(out, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    images = [
+        {
+            key: float(value) if key == "score" or key.startswith("p_") else value
+            for key, value in row.items()
+            if key != "error"
+        }
+        for row in rows
+        if not row["error"]
+    ]
+    write_json(
+        json_path,
+        {
+            "eta": model.config.eta,
+            "threshold": DEFAULT_THRESHOLD,
+            "views": [view_label(name) for name in model.view_names],
+            "images": images,
+            "unreadable": [{"path": row["path"], "error": row["error"]} for row in rows if row["error"]],
+        },
+    )
+    return len(images)
