@@ -166,13 +166,13 @@ def test_preset_ablation_cells_have_their_own_folders_and_syntheses():
 def test_train_preset_reference_records_every_choice(demo_data, tmp_path):
     out = tmp_path / "run"
     args = ["train", "--backbone", "tiny", "--data", str(demo_data), "--out", str(out), "--preset", "reference"]
-    args += ["--shots", "4", "--epochs", "1", "--val-size", "2", "--loss", "softmax-bce", "--quiet", "--device", "cpu"]
+    args += ["--shots", "4", "--epochs", "1", "--val-size", "2", "--no-full-batch", "--quiet", "--device", "cpu"]
     result = CliRunner().invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     model = json.loads((out / "config.json").read_text())["model"]  # used again at scoring time
     settings = json.loads((out / "manifest.json").read_text())["settings"]
     recorded = {**model, **settings}
-    expected = PRESETS["reference"].overriding(loss="softmax-bce").choices()  # one option overrides the preset
+    expected = PRESETS["reference"].overriding(full_batch=False).choices()  # one option overrides the preset
     assert {k: recorded[k] for k in CHOICES} == expected
 
 

@@ -40,7 +40,7 @@ class Ablation:
 
 ABLATIONS: dict[str, Ablation] = {
     # Table 3: which prompt parts matter
-    "prompts": Ablation(("coop", "ppad-text", "ppad"), ("sas",)),
+    "prompts": Ablation(("coop", "ppad-text", "ppad"), None),
     # Table 4: which anomaly synthesis trains PPAD best
     "synthesis": Ablation(("ppad",), ("sas", "fpi", "pii", "cutpaste", "anatpaste", "mediclip")),
     # issue 10: ppad's choices, each of the authors' alone, all of the authors'

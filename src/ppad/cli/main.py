@@ -22,7 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ppad.cli.evaluate",
         "Metrics on the test split (files the run trained or validated on are left out).",
     ),
-    "bench": ("ppad.cli.bench", "Methods × seeds (× syntheses) → results.json, table.md (mean ± std) and roc.png."),
+    "bench": (
+        "ppad.cli.bench",
+        "Methods × seeds (× syntheses, × presets) → results.json, table.md (mean ± std) and roc.png.",
+    ),
     "pretrain": (
         "ppad.cli.pretrain",
         "CXR-CLIP pre-training of the cxr-lite heads (towers frozen); writes OUT/backbone.safetensors.",
