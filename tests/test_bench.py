@@ -93,7 +93,18 @@ def test_cells_made_with_other_settings_are_refused_not_reused(bench, demo_data)
     assert (out / "results.json").read_text() == before  # nothing claims the new settings
 
 
-BENCH_ARGS = ["--backbone", "tiny", "--methods", "zeroshot,coop,ppad", "--seeds", "0,1", "--shots", "8", "--epochs", "2"]
+BENCH_ARGS = [
+    "--backbone",
+    "tiny",
+    "--methods",
+    "zeroshot,coop,ppad",
+    "--seeds",
+    "0,1",
+    "--shots",
+    "8",
+    "--epochs",
+    "2",
+]
 BENCH_ARGS += ["--batch-size", "4", "--val-size", "4", "--quiet", "--device", "cpu"]
 
 

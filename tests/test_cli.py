@@ -74,10 +74,11 @@ def check_train_score_evaluate(backbone: str, data: Path, run_dir: Path, extra: 
     assert "AUC" in result.output
     document = json.loads((run_dir / "evaluation" / "metrics.json").read_text())
     labels = {row["path"]: row["label"] for row in document["test_split"]}
-    scored = read_csv(run_dir / "evaluation" / "scores.csv")
+    scored = json.loads((run_dir / "evaluation" / "scores.json").read_text())["images"]  # full precision
     y = np.array([labels[row["path"]] for row in scored])
-    s = np.array([float(row["score"]) for row in scored])
-    assert document["metrics"]["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-5)
+    s = np.array([row["score"] for row in scored])
+    assert document["metrics"]["auc"] == pytest.approx(roc_auc_score(y, s), abs=1e-9)
+    assert len(read_csv(run_dir / "evaluation" / "scores.csv")) == len(scored)
     assert document["seed"] == 0 and len(scored) == len(document["test_split"])
     return document
 

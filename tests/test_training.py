@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -164,3 +166,18 @@ def test_a_synthesis_that_changes_nothing_keeps_the_last_epoch(demo_data, tmp_pa
     assert manifest.result["best_epoch"] == 2 and manifest.result["best_val_auc"] is None
     assert all("val_auc" not in record for record in manifest.result["history"])
     assert manifest.record["validation"]["synthetic_anomalies"] == 0
+
+
+def test_a_run_written_before_a_setting_existed_still_resumes(trained, demo_data):
+    """Settings added later (e.g. ``loss``) count as their defaults when missing from a manifest."""
+    run_dir, _ = trained
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    del manifest["settings"]["loss"], manifest["model"]["prompt_init_std"]
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    again = train_run(
+        demo_data, run_dir, "tiny", settings=SMALL, config=PPADConfig(n_ctx=4), device="cpu", progress=False
+    )
+    assert again.result is not None  # reused as finished, not refused
+    with pytest.raises(RunConflictError, match="settings.loss"):
+        other = TrainSettings(**{**SMALL.to_dict(), "loss": "two-sigmoid"})
+        train_run(demo_data, run_dir, "tiny", settings=other, config=PPADConfig(n_ctx=4), device="cpu", progress=False)

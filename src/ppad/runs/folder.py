@@ -136,12 +136,15 @@ class RunFolder:
     def read_manifest(self) -> RunManifest:
         return RunManifest.from_dict(_read_json(self.manifest_path), self.manifest_path)
 
-    def previous_manifest(self, identity: RunIdentity) -> RunManifest | None:
-        """The manifest already here (``None`` if none); a different run here is an error."""
+    def previous_manifest(
+        self, identity: RunIdentity, defaults: dict[str, dict[str, Any]] | None = None
+    ) -> RunManifest | None:
+        """The manifest already here (``None`` if none); a different run here is an error. Settings
+        an older ppad did not record count as their ``defaults`` (``{"settings": …, "model": …}``)."""
         if not self.manifest_path.is_file():
             return None
         previous = self.read_manifest()
-        changed = identity.differences(previous.identity)
+        changed = identity.differences(previous.identity, defaults)
         if changed:
             raise RunConflictError(
                 self.root,

@@ -102,19 +102,19 @@ class RunIdentity:
     def to_dict(self) -> dict[str, Any]:
         return as_stored(asdict(self))
 
-    def differences(self, other: RunIdentity) -> list[str]:
-        """Names of the fields (or settings) that differ, e.g. ``['settings.epochs']``."""
+    def differences(self, other: RunIdentity, defaults: dict[str, dict[str, Any]] | None = None) -> list[str]:
+        """Names of the fields (or settings) that differ, e.g. ``['settings.epochs']``. A setting
+        missing from ``other`` (written before it existed) counts as its value in ``defaults``."""
         mine, theirs = self.to_dict(), other.to_dict()
+        defaults = as_stored(defaults or {})
         changed = []
         for key in mine:
-            if mine[key] == theirs[key]:
-                continue
             if isinstance(mine[key], dict) and isinstance(theirs[key], dict) and key != "split":
-                inner = sorted(
-                    k for k in mine[key].keys() | theirs[key].keys() if mine[key].get(k) != theirs[key].get(k)
+                stored = {**defaults.get(key, {}), **theirs[key]}
+                changed.extend(
+                    f"{key}.{k}" for k in sorted(mine[key].keys() | stored.keys()) if mine[key].get(k) != stored.get(k)
                 )
-                changed.extend(f"{key}.{name}" for name in inner)
-            else:
+            elif mine[key] != theirs[key]:
                 changed.append(key)
         return changed
 

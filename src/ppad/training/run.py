@@ -57,7 +57,8 @@ def train_run(
     torch.manual_seed(settings.seed)  # prompt initialisation
     model = spec.build(loaded, config)
     identity = RunIdentity(method, settings.to_dict(), config.to_dict(), model.backbone.fingerprint, split.to_dict())
-    previous = run.previous_manifest(identity)
+    defaults = {"settings": TrainSettings().to_dict(), "model": spec.defaults.to_dict()}
+    previous = run.previous_manifest(identity, defaults)
     if previous is not None and previous.result is not None and run.prompts_path("best").is_file():
         log.info("%s already holds this run, finished: nothing to do", out)
         return previous
