@@ -48,16 +48,16 @@ def command(run_dir, backbone, checkpoint, batch_size, data, boxes, map_methods,
         raise SettingsError("give --data (a labelled test split), --boxes (a boxes CSV) or both")
     run = RunFolder(run_dir)
     out = out or run.evaluation_dir
+    model = run.load_model(backbone, checkpoint, device)  # the backbone is loaded once for both parts
     if data is not None:
         result, files = evaluate_run(
-            run_dir, data, out, backbone, checkpoint, device, batch_size, bootstrap, not quiet, sys.argv
+            run_dir, data, out, model.backbone, checkpoint, device, batch_size, bootstrap, not quiet, sys.argv
         )
         click.echo(format_metrics(result.metrics))
         if result.excluded:
             click.echo(f"left out {len(result.excluded)} test images the run trained or validated on")
         click.echo(f"metrics → {files['metrics']}")
     if boxes is not None:
-        model = run.load_model(backbone, checkpoint, device)
         names = list(map_methods) or [DEFAULT_MAP_METHOD]
         if "all" in names:
             names = applicable_map_methods(model)
