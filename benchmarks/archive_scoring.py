@@ -28,16 +28,16 @@ import resource, sys, time
 from pathlib import Path
 from ppad.data import list_images
 from ppad.runs import RunFolder
-from ppad.scoring import score_files
+from ppad.scoring import DetectorScorer, score_files
 from ppad.scoring.archive import Provenance, score_archive
-from ppad.scoring.scorer import csv_columns
+from ppad.scoring.rows import csv_columns
 run, films, out, mode = RunFolder(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), sys.argv[4]
 model = run.load_model(device="cpu")
 paths = list_images(films)
 start = time.perf_counter()
 if mode == "stream":
     provenance = Provenance.of(run.root, run.prompts_path(), "best", csv_columns(model.view_names))
-    score_archive(model, paths, out, provenance, progress=False)
+    score_archive(DetectorScorer(model), paths, out, provenance, progress=False)
 else:
     score_files(model, paths, progress=False).write_csv(out)
 seconds = time.perf_counter() - start

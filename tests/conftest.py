@@ -47,6 +47,21 @@ needs_nih = pytest.mark.skipif(not (NIH / "labels.csv").is_file(), reason=f"real
 needs_zhanglab = pytest.mark.skipif(not ZHANGLAB.is_dir(), reason=f"real ZhangLab films not found at {ZHANGLAB}")
 
 
+def zhanglab_manifest(path: Path, train_normals: int, test_per_class: int = 0) -> list:
+    """A CSV manifest of the first real ZhangLab train normals (+ test films of each class);
+    returns the test items it lists."""
+    from ppad.data import discover
+
+    index = discover(ZHANGLAB)
+    test = [i for i in index.test if i.label == 0][:test_per_class] + [i for i in index.test if i.label == 1][
+        :test_per_class
+    ]
+    rows = [f"{p},normal,train\n" for p in index.train_normals[:train_normals]]
+    rows += [f"{i.path},{i.label},test\n" for i in test]
+    path.write_text("path,label,split\n" + "".join(rows))
+    return test
+
+
 @pytest.fixture(scope="session")
 def cxr_lite():
     """The shipped backbone: wheel towers + the packaged pre-trained heads."""

@@ -202,3 +202,27 @@ def test_loading_reports_bad_files_and_keeps_the_rest(tmp_path):
     assert loaded.paths == good and loaded.images.shape == (3, 32, 32)
     assert [f.path for f in loaded.failures] == [bad]
     np.testing.assert_allclose(loaded.images[:, 16, 16], [0, 10 / 255, 20 / 255], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["pad", "crop"])
+def test_pillow_resize_matches_torch_antialiased_bicubic(rng, mode):
+    """ppad resizes with Pillow (so the ONNX path needs no torch); it equals the antialiased bicubic
+    PyTorch resize that earlier ppad versions, and the shipped backbone's training, used."""
+    import torch
+    import torch.nn.functional as F
+
+    from ppad.data.resize import ImageResize
+
+    image = rng.random((301, 257)).astype(np.float32)
+    resized = ImageResize(image_size=64, resize_mode=mode).resize(image)
+    tensor = torch.from_numpy(image)[None, None]
+    if mode == "pad":
+        left, top = (301 - 257) // 2, 0
+        tensor = F.pad(tensor, (left, 301 - 257 - left, top, 0))
+        expected = F.interpolate(tensor, size=(64, 64), mode="bicubic", antialias=True)[0, 0]
+    else:
+        height = round(301 * 64 / 257)
+        full = F.interpolate(tensor, size=(height, 64), mode="bicubic", antialias=True)[0, 0]
+        expected = full[(height - 64) // 2 : (height - 64) // 2 + 64]
+    assert resized.shape == (64, 64) and resized.dtype == np.float32
+    np.testing.assert_allclose(resized, expected.clamp(0, 1).numpy(), atol=2e-5)

@@ -78,7 +78,7 @@ def test_unknown_or_inapplicable_map_methods_are_clear_errors(backbone, films):
 def test_maps_go_back_to_the_films_pixels(mode):
     film = np.zeros((120, 200), dtype=np.float32)
     film[50:70, 150:170] = 1.0  # a bright square right of centre (inside the crop too)
-    preprocessing = Preprocessing(64, 0.5, 0.5, mode)
+    preprocessing = Preprocessing(image_size=64, resize_mode=mode, mean=0.5, std=0.5)
     back = to_original(preprocessing.resize(film), film.shape, preprocessing)
     assert back.shape == film.shape
     row, col = np.unravel_index(back.argmax(), back.shape)

@@ -103,3 +103,21 @@ def test_maple_prompts_are_deep_and_coupled(backbone, images):
         if param.requires_grad:
             assert param.grad is not None and param.grad.abs().sum() > 0, name
     assert all(p.grad is None for p in backbone.parameters())
+
+
+@pytest.mark.parametrize("name", ["ppad", "ppad-text", "coop", "maple", "zeroshot"])
+def test_view_probabilities_equal_the_training_path_view_by_view(backbone, images, name):
+    torch.manual_seed(0)
+    model = get_method(name).build(backbone)
+    with torch.no_grad():
+        for prompt in model.learned_state_dict().values():  # never the shared frozen backbone
+            prompt.add_(torch.randn_like(prompt) * 0.5)  # prompts far from their initialisation
+        views = model.view_probabilities(images)
+        per_view = [torch.sigmoid(model(images, torch.full((3,), v))) for v in range(len(model.regions))]
+    assert views.shape == (3, len(model.regions))
+    torch.testing.assert_close(views, torch.stack(per_view, dim=1), rtol=0, atol=1e-5)
+    if name == "ppad":  # the image prompt makes the views' image features differ
+        embeddings = backbone.input_embeddings(images)
+        with torch.no_grad():
+            left, whole = (model.view_image_features(embeddings, v) for v in (0, 4))
+        assert (left - whole).abs().max() > 1e-3

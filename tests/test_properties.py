@@ -150,3 +150,12 @@ def test_damaged_run_folders_load_or_raise_a_user_error_naming_the_file(finished
             load()
         except PpadError as error:
             assert str(run) in str(error) or "tiny" in str(error), error
+
+
+def test_a_dicom_with_a_damaged_transfer_syntax_raises_no_raw_warning(tmp_path):
+    """Found by hypothesis: one flipped byte in the transfer syntax UID made pydicom warn while
+    decoding pixels, after the header was read."""
+    data = bytearray(ENCODED["dcm"])
+    uid = data.index(b"1.2.840.10008.1.2.1")
+    data[uid] = 0
+    _check_read(lambda: read_image_bytes(bytes(data), "damaged.dcm"), "damaged.dcm")

@@ -11,8 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ppad.data import discover
-from tests.conftest import NIH, ZHANGLAB, needs_zhanglab
+from tests.conftest import NIH, needs_zhanglab, zhanglab_manifest
 
 
 def ppad(*args) -> subprocess.CompletedProcess:
@@ -23,14 +22,8 @@ def ppad(*args) -> subprocess.CompletedProcess:
 @needs_zhanglab
 @pytest.mark.parametrize("method", ["knn", "ppad+knn"])
 def test_train_evaluate_score_on_real_films(tmp_path, method):
-    index = discover(ZHANGLAB)
     manifest = tmp_path / "films.csv"
-    test = [i for i in index.test if i.label == 0][:10] + [i for i in index.test if i.label == 1][:10]
-    with open(manifest, "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["path", "label", "split"])
-        writer.writerows([str(p), "normal", "train"] for p in index.train_normals[:24])
-        writer.writerows([str(i.path), i.label, "test"] for i in test)
+    test = zhanglab_manifest(manifest, train_normals=24, test_per_class=10)
     run = tmp_path / "run"
     schedule = ["--shots", "16", "--val-size", "8", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
     done = ppad("train", "--method", method, "--data", manifest, "--out", run, *schedule)

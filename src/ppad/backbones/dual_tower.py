@@ -48,7 +48,7 @@ class DualTowerSpec:
     text_tower: str = "all-MiniLM-L6-v2"
     embed_dim: int = 256
     context_length: int = 64
-    preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(224, 0.5, 0.5, "pad"))
+    preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(image_size=224, mean=0.5, std=0.5))
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -34,6 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ppad.cli.synth_preview",
         "A PNG grid showing every synthesis method on the same image (mask outlines in red).",
     ),
+    "export": (
+        "ppad.cli.export",
+        "Export a trained run to ONNX (prompts folded in), checked against PyTorch on the run's films.",
+    ),
     "serve": (
         "ppad.cli.serve",
         "Serve a trained run: POST /v1/score, GET /v1/health, GET /v1/model, a page at /, docs at /docs.",

@@ -114,12 +114,18 @@ def chosen_preset(preset: str, **choices) -> Preset:
     return get_preset(preset).overriding(**choices)
 
 
-trained_run_options = compose(
-    click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path)),
+def run_dir_option(required: bool = True, help: str | None = None) -> Callable:
+    path = click.Path(exists=True, file_okay=False, path_type=Path)
+    return click.option("--run", "run_dir", required=required, type=path, help=help)
+
+
+trained_weights_options = compose(
     click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked)."),
     click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True),
-    click.option("--batch-size", default=32, show_default=True),
 )
+run_options = compose(run_dir_option(), trained_weights_options)
+batch_size_option = click.option("--batch-size", default=32, show_default=True)
+trained_run_options = compose(run_options, batch_size_option)
 
 
 map_method_option = click.option(

@@ -3,16 +3,23 @@ need it: streamed, appended as produced, resumable; unreadable files never stop 
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import click
 
-from ppad.cli.options import device_option, map_method_option, quiet_option, trained_run_options
+from ppad.cli.options import (
+    batch_size_option,
+    device_option,
+    map_method_option,
+    quiet_option,
+    run_dir_option,
+    trained_weights_options,
+)
 from ppad.data import ImageReadError, list_images
-from ppad.errors import DataError
-from ppad.runs import RunFolder
-from ppad.scoring.archive import Provenance, read_path_list, score_archive, write_scores_json
-from ppad.scoring.scorer import csv_columns
+from ppad.errors import DataError, SettingsError
+from ppad.scoring.archive import read_path_list, score_archive, write_scores_json
+from ppad.scoring.source import ScorerSource
 
 
 def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadError]]:
@@ -36,13 +43,22 @@ def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadE
 
 
 @click.command(name="score")
-@trained_run_options
+@run_dir_option(required=False, help="Trained run folder (or --onnx).")
+@click.option(
+    "--onnx",
+    "onnx_model",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Score with a `ppad export` model in onnxruntime instead of a run (CPU; no --maps).",
+)
+@trained_weights_options
+@batch_size_option
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=None,
-    help="CSV (and .json beside it); default RUN/scores.csv. An unfinished CSV of this run is resumed.",
+    help="CSV (and .json beside it); default RUN/scores.csv or MODEL-scores.csv. An unfinished CSV is resumed.",
 )
 @click.option(
     "--maps",
@@ -52,25 +68,70 @@ def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadE
     help="Also write each film's anomaly map (.npy, film resolution) and overlay PNG here.",
 )
 @map_method_option
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="'ray': a Ray Data pipeline (readers as tasks, the model in a pool of actors); pip install 'ppad[ray]'.",
+)
+@click.option("--address", default=None, help="Ray cluster to join (auto, ray://head:10001); none = start a local one.")
+@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Ray scoring actors.")
+@click.option(
+    "--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True, help="0 = actors on CPU."
+)
 @device_option
 @quiet_option
-def command(run_dir, backbone, checkpoint, batch_size, images, out, maps_dir, map_method, device, quiet) -> None:
+def command(
+    run_dir,
+    onnx_model,
+    backbone,
+    checkpoint,
+    batch_size,
+    images,
+    out,
+    maps_dir,
+    map_method,
+    engine,
+    address,
+    workers,
+    gpus_per_worker,
+    device,
+    quiet,
+) -> None:
     """Score image files or folders: one row per image, a column per view.
 
     IMAGES are files, folders (searched recursively) or .csv lists with a 'path' column. Rows are
     appended as they are produced; re-running the same command after a kill skips what is done.
     Exits 2 when no input could be scored; unreadable files are rows with their error."""
+    source = ScorerSource(run_dir, onnx_model, backbone, checkpoint, batch_size, device)
+    if onnx_model is not None and maps_dir is not None:
+        raise SettingsError("--maps needs --run: anomaly maps use the PyTorch model's features and gradients")
+    if onnx_model is not None and device not in ("auto", "cpu"):
+        raise SettingsError(f"--onnx scores on the CPU (onnxruntime); --device {device} applies to --run only")
+    if engine == "ray" and maps_dir is not None:
+        raise SettingsError("--maps runs with --engine local only")
+    if engine == "local" and (address or gpus_per_worker):
+        raise SettingsError("--address and --gpus-per-worker apply to --engine ray")
     paths, missing = expand_inputs(images)
-    run = RunFolder(run_dir)
-    model = run.load_model(backbone, checkpoint, device)
-    csv_path = out or run.root / "scores.csv"
-    provenance = Provenance.of(run.root, run.prompts_path(checkpoint), checkpoint, csv_columns(model.view_names))
-    summary = score_archive(model, paths, csv_path, provenance, missing, batch_size, progress=not quiet)
-    total = write_scores_json(csv_path, csv_path.with_suffix(".json"), model)
+    csv_path = out or source.default_out()
+    if engine == "ray":
+        from ppad.scoring.ray_engine import require_ray, score_with_ray
+
+        require_ray()  # before any model is loaded
+        scorer = replace(source, device="cpu").build()  # the driver only names columns and resizes
+        actors = replace(source, device="cuda" if gpus_per_worker else "cpu")
+        summary = score_with_ray(
+            actors, scorer, paths, csv_path, missing, address, workers, gpus_per_worker, progress=not quiet
+        )
+    else:
+        scorer = source.build()
+        summary = score_archive(scorer, paths, csv_path, source.provenance(scorer), missing, progress=not quiet)
+    total = write_scores_json(csv_path, csv_path.with_suffix(".json"), scorer)
     if maps_dir is not None:
         from ppad.maps import write_maps
 
-        maps = write_maps(model, paths, maps_dir, map_method, batch_size, progress=not quiet)
+        maps = write_maps(scorer.model, paths, maps_dir, map_method, batch_size, progress=not quiet)
         click.echo(f"maps of {len(maps.written)} films ({map_method}) → {maps_dir}")
     for failure in summary.failures:
         click.echo(f"skipped: {failure}", err=True)

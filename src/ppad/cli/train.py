@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from ppad.backbones.preprocessing import RESIZE_MODES
 from ppad.cli.options import (
     backbone_options,
     chosen_preset,
@@ -16,6 +15,7 @@ from ppad.cli.options import (
     quiet_option,
     schedule_options,
 )
+from ppad.data.resize import RESIZE_MODES
 from ppad.methods import METHODS, get_method
 from ppad.methods.zeroshot import TEMPLATES
 from ppad.runs import RunFolder

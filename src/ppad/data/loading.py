@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ppad.backbones.preprocessing import Preprocessing
 from ppad.data.readers import ImageReadError, read_image
+from ppad.data.resize import ImageResize
 
 READ_THREADS = 4
 
@@ -25,7 +25,7 @@ class LoadedImages:
 
 
 def load_images(
-    paths: list[Path], preprocessing: Preprocessing, desc: str = "reading", progress: bool = True
+    paths: list[Path], preprocessing: ImageResize, desc: str = "reading", progress: bool = True
 ) -> LoadedImages:
     """Read, convert and resize ``paths`` in order; unreadable files are reported, not fatal."""
 

@@ -136,15 +136,15 @@ def _read_dicom(source: Path | BinaryIO, name: str | Path, max_pixels: int | Non
     import pydicom
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings():  # header and pixel decoding warnings never reach the user raw
         warnings.simplefilter("ignore")
         dataset = pydicom.dcmread(source)
-    if "PixelData" not in dataset:
-        raise ImageReadError(name, "DICOM file has no pixel data")
-    if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
-        raise ImageReadError(name, "multi-frame DICOM is not a radiograph")
-    _check_pixels(name, int(dataset.Columns), int(dataset.Rows), max_pixels)
-    pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
+        if "PixelData" not in dataset:
+            raise ImageReadError(name, "DICOM file has no pixel data")
+        if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:
+            raise ImageReadError(name, "multi-frame DICOM is not a radiograph")
+        _check_pixels(name, int(dataset.Columns), int(dataset.Rows), max_pixels)
+        pixels = apply_voi_lut(apply_modality_lut(dataset.pixel_array, dataset), dataset)
     low, high = _dicom_output_range(dataset)
     image = np.clip((pixels.astype(np.float64) - low) / (high - low), 0.0, 1.0).astype(np.float32)
     if str(getattr(dataset, "PhotometricInterpretation", "")).upper() == "MONOCHROME1":

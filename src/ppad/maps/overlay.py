@@ -6,7 +6,7 @@ import numpy as np
 from matplotlib import colormaps
 from PIL import Image, ImageDraw, ImageFont
 
-from ppad.scoring.scorer import view_label
+from ppad.scoring.rows import view_label
 
 COLORMAP = "inferno"
 MAX_SIDE = 1024  # overlays of larger films are scaled down to this

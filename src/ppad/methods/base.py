@@ -74,7 +74,9 @@ class PromptDetector(nn.Module):
         self.backbone = backbone
         self.regions = get_region_set(config.region_set, config.region_sides, config.patch_rule)
         base = backbone.architecture.preprocessing
-        self.preprocessing = Preprocessing(config.image_size, base.mean, base.std, config.resize_mode)
+        self.preprocessing = Preprocessing(
+            image_size=config.image_size, resize_mode=config.resize_mode, mean=base.mean, std=base.std
+        )
         self.prompt_shape = backbone.prompt_shape(config.image_size)  # also checks the size fits the tower
         self.register_buffer("region_keep", backbone.region_keep(self.regions, config.image_size), persistent=False)
         self._text_cache: torch.Tensor | None = None
@@ -105,10 +107,11 @@ class PromptDetector(nn.Module):
         return {}
 
     def aggregate(self, views: np.ndarray) -> np.ndarray:
-        """[N, V] view probabilities → [N] final scores (PPAD's η rule)."""
-        from ppad.scoring.rule import aggregate_views  # scoring imports methods
-
-        return aggregate_views(views, self.config.eta)
+        """[N, V] view probabilities → [N] final scores, in float64 (:meth:`score_views`)."""
+        views = np.asarray(views, dtype=np.float64)
+        if views.ndim != 2 or views.shape[1] != len(self.view_names):
+            raise ValueError(f"expected [images, {len(self.view_names)} views] probabilities, got {views.shape}")
+        return self.score_views(torch.from_numpy(views)).numpy()
 
     # --- shared machinery -----------------------------------------------------------------
     @property
@@ -169,19 +172,29 @@ class PromptDetector(nn.Module):
         logits = self.class_logits(images, region_index)
         return logits[:, ABNORMAL_CLASS] - logits[:, 1 - ABNORMAL_CLASS]
 
+    def view_image_features(self, embeddings: torch.Tensor, view: int) -> torch.Tensor:
+        """[B, …] input embeddings → [B, D] image features at one view (default: plain tower)."""
+        return self.image_features(embeddings, torch.full((len(embeddings),), view, device=embeddings.device))
+
     def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         """[B, R] abnormal probability of every image at every view.
 
         The input embedding is computed once per image; the tower runs once per view only when
-        views change the image (an image prompt), otherwise once per image.
+        views change the image (an image prompt), otherwise once per image. Views are a Python
+        loop over a fixed count, so the graph is static (exportable to ONNX).
         """
-        batch, views = images.shape[0], len(self.regions)
-        region_index = torch.arange(views, device=images.device).repeat(batch)
         embeddings = self.backbone.input_embeddings(images)
+        views = range(len(self.regions))
         if self.views_change_images:
-            features = self.image_features(embeddings.repeat_interleave(views, dim=0), region_index)
+            features = torch.stack([self.view_image_features(embeddings, view) for view in views], dim=1)
         else:
-            first_view = torch.zeros(batch, dtype=torch.long, device=images.device)
-            features = self.image_features(embeddings, first_view).repeat_interleave(views, dim=0)
-        logits = self._logits(features, region_index)
-        return logits.softmax(dim=-1)[:, ABNORMAL_CLASS].reshape(batch, views)
+            features = self.view_image_features(embeddings, 0)[:, None].expand(-1, len(views), -1)
+        features = F.normalize(features, dim=-1)  # [B, R, D]
+        logits = self.backbone.logit_scale * torch.einsum("brd,rcd->brc", features, self.text_features())
+        return logits.softmax(dim=-1)[..., ABNORMAL_CLASS]
+
+    def score_views(self, views: torch.Tensor) -> torch.Tensor:
+        """[N, V] view probabilities → [N] final scores (PPAD's η rule); in torch, so it exports."""
+        from ppad.scoring.rule import eta_rule  # scoring imports methods
+
+        return eta_rule(views, self.config.eta)

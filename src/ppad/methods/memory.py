@@ -97,8 +97,8 @@ class KnnModel(PromptDetector):
     def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
         return self.memory.probability(self.backbone.memory_features(images))[:, None]
 
-    def aggregate(self, views: np.ndarray) -> np.ndarray:
-        return np.asarray(views, dtype=np.float64)[:, 0]
+    def score_views(self, views: torch.Tensor) -> torch.Tensor:
+        return views[:, 0]
 
     def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
         self.memory.fill(self, support, batch_size)
@@ -125,10 +125,9 @@ class MemoryFusion:
         prompt_views = super().view_probabilities(images)
         return torch.cat([prompt_views, self.memory.probability(self.backbone.memory_features(images))[:, None]], 1)
 
-    def aggregate(self, views: np.ndarray) -> np.ndarray:
-        weight = float(self.fusion_weight)
-        views = np.asarray(views, dtype=np.float64)
-        return weight * super().aggregate(views[:, :-1]) + (1 - weight) * views[:, -1]
+    def score_views(self, views: torch.Tensor) -> torch.Tensor:
+        weight = self.fusion_weight.to(views)
+        return weight * super().score_views(views[:, :-1]) + (1 - weight) * views[:, -1]
 
     def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
         self.memory.fill(self, support, batch_size)
@@ -141,7 +140,7 @@ class MemoryFusion:
         if labels.min() == labels.max():
             return chosen
         views = np.asarray(predict_views(self, images, batch_size), dtype=np.float64)
-        prompt, memory = super().aggregate(views[:, :-1]), views[:, -1]
+        prompt, memory = super().score_views(torch.from_numpy(views[:, :-1])).numpy(), views[:, -1]
         aucs = [roc_auc_score(labels, w * prompt + (1 - w) * memory) for w in FUSION_WEIGHTS]
         best = int(np.argmax(aucs))
         self.fusion_weight = torch.tensor(float(FUSION_WEIGHTS[best]), device=self.device)

@@ -1,24 +1,28 @@
-"""Scoring images with a trained model, and evaluating on a labelled split."""
+"""Scoring images with a trained model, and evaluating on a labelled split.
 
-from ppad.scoring.evaluation import (
-    Evaluation,
-    evaluate,
-    evaluate_run,
-    format_metrics,
-    write_evaluation,
-)
-from ppad.scoring.rule import DEFAULT_ETA, aggregate_views
-from ppad.scoring.scorer import ScoreReport, predict_views, score_files
+Names are imported on first use, so the numpy-only modules (``rows``, ``archive``) load without
+PyTorch — the ONNX runtime path stands on them.
+"""
 
-__all__ = [
-    "DEFAULT_ETA",
-    "Evaluation",
-    "ScoreReport",
-    "aggregate_views",
-    "evaluate",
-    "evaluate_run",
-    "format_metrics",
-    "predict_views",
-    "score_files",
-    "write_evaluation",
-]
+from importlib import import_module
+
+_EXPORTS = {
+    "DEFAULT_ETA": "rule",
+    "aggregate_views": "rule",
+    "Evaluation": "evaluation",
+    "evaluate": "evaluation",
+    "evaluate_run": "evaluation",
+    "format_metrics": "evaluation",
+    "write_evaluation": "evaluation",
+    "ScoreReport": "rows",
+    "DetectorScorer": "scorer",
+    "predict_views": "scorer",
+    "score_files": "scorer",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'ppad.scoring' has no attribute {name!r}")
+    return getattr(import_module(f"ppad.scoring.{_EXPORTS[name]}"), name)

@@ -19,18 +19,33 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ppad.data.loading import LoadedImages, load_images
 from ppad.data.readers import ImageReadError
+from ppad.data.resize import ImageResize
 from ppad.errors import FileProblem
 from ppad.io import read_json, write_json
-from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
-from ppad.scoring.scorer import ScoreReport, csv_columns, format_row, predict_views, view_label
+from ppad.scoring.rows import ScoreReport, csv_columns, format_row, view_label
 
 CHUNK = 256  # images decoded, resized and scored at a time
+
+
+class Scorer(Protocol):
+    """What the archive streams films through: a trained model in PyTorch
+    (:class:`~ppad.scoring.scorer.DetectorScorer`) or an exported graph in onnxruntime."""
+
+    view_names: list[str]
+    eta: float
+    preprocessing: ImageResize
+
+    def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -43,9 +58,10 @@ class Provenance:
     columns: list[str]
 
     @classmethod
-    def of(cls, run_dir: Path, checkpoint_file: Path, checkpoint: str, columns: list[str]) -> Provenance:
-        digest = hashlib.sha256(checkpoint_file.read_bytes()).hexdigest()
-        return cls(str(Path(run_dir).resolve()), checkpoint, digest, columns)
+    def of(cls, source: Path, weights_file: Path, checkpoint: str, columns: list[str]) -> Provenance:
+        """``source``: the run folder (or the exported model); ``weights_file``: what it scores with."""
+        digest = hashlib.sha256(weights_file.read_bytes()).hexdigest()
+        return cls(str(Path(source).resolve()), checkpoint, digest, columns)
 
 
 @dataclass
@@ -100,51 +116,67 @@ def _chunks(paths: list[Path]) -> Iterator[list[Path]]:
         yield paths[start : start + CHUNK]
 
 
-def _chunk_rows(model: PromptDetector, chunk: list[Path], loaded: LoadedImages, batch_size: int) -> list[dict]:
-    views = predict_views(model, loaded.images, batch_size)
-    report = ScoreReport(loaded.paths, model.view_names, views, model.aggregate(views), model.config.eta)
+def chunk_rows(
+    scorer: Scorer, chunk: list[Path | str], scored: LoadedImages, views: np.ndarray, scores: np.ndarray
+) -> list[dict]:
+    """CSV rows of one chunk in input order: ``scored.paths`` with their ``views`` and ``scores``,
+    ``scored.failures`` with their error."""
+    report = ScoreReport(scored.paths, scorer.view_names, views, scores, scorer.eta)
     by_path = {row["path"]: format_row(row) for row in report.rows()}
-    by_path.update({str(f.path): {"path": str(f.path), "error": f.problem} for f in loaded.failures})
+    by_path.update({str(f.path): {"path": str(f.path), "error": f.problem} for f in scored.failures})
     return [by_path[str(path)] for path in chunk]
 
 
+class ScoresFile:
+    """The scores CSV being written: header and sidecar on creation, resumed when it exists."""
+
+    def __init__(self, out: Path, provenance: Provenance, view_names: list[str]) -> None:
+        self.out, self.columns = Path(out), csv_columns(view_names)
+        self.done = _rows_already_written(self.out, provenance)
+        if not self.out.exists():
+            self.append([dict(zip(self.columns, self.columns))])  # the header
+            write_json(_sidecar(self.out), asdict(provenance))
+
+    def todo(self, paths: list[Path], missing: list[ImageReadError]) -> list[Path]:
+        """Writes the ``missing`` inputs not already there; returns the paths still to score."""
+        self.append([{"path": str(f.path), "error": f.problem} for f in missing if str(f.path) not in self.done])
+        return [path for path in paths if str(path) not in self.done]
+
+    def append(self, rows: list[dict]) -> None:
+        _append(self.out, rows, self.columns)
+
+
 def score_archive(
-    model: PromptDetector,
+    scorer: Scorer,
     paths: list[Path],
     out: Path,
     provenance: Provenance,
     missing: list[ImageReadError] = (),
-    batch_size: int = 32,
     progress: bool = True,
 ) -> ArchiveSummary:
     """Score ``paths`` into the CSV ``out`` (resuming it), ``missing`` inputs as error rows."""
     start = time.perf_counter()
-    columns = csv_columns(model.view_names)
-    done = _rows_already_written(Path(out), provenance)
-    if not Path(out).exists():
-        _append(out, [dict(zip(columns, columns))], columns)  # the header
-        write_json(_sidecar(out), asdict(provenance))
-    _append(out, [{"path": str(f.path), "error": f.problem} for f in missing if str(f.path) not in done], columns)
-    todo = [path for path in paths if str(path) not in done]
+    scores_file = ScoresFile(out, provenance, scorer.view_names)
+    todo = scores_file.todo(paths, list(missing))
     scored, failures = 0, list(missing)
     bar = tqdm(total=len(todo), desc="scoring", unit="img", disable=not progress, smoothing=0.1)
     with ThreadPoolExecutor(1) as prefetch:
         chunks = _chunks(todo)
         upcoming = next(chunks, None)
-        pending = prefetch.submit(load_images, upcoming, model.preprocessing, progress=False) if upcoming else None
+        pending = prefetch.submit(load_images, upcoming, scorer.preprocessing, progress=False) if upcoming else None
         while pending is not None:
             current, loaded = upcoming, pending.result()
             upcoming = next(chunks, None)
-            pending = prefetch.submit(load_images, upcoming, model.preprocessing, progress=False) if upcoming else None
-            _append(out, _chunk_rows(model, current, loaded, batch_size), columns)
+            pending = prefetch.submit(load_images, upcoming, scorer.preprocessing, progress=False) if upcoming else None
+            scores_file.append(chunk_rows(scorer, current, loaded, *scorer.score(loaded.images)))
             scored += len(loaded.paths)
             failures.extend(loaded.failures)
             bar.update(len(current))
     bar.close()
-    return ArchiveSummary(scored, failures, len(done), time.perf_counter() - start)
+    return ArchiveSummary(scored, failures, len(scores_file.done), time.perf_counter() - start)
 
 
-def write_scores_json(out: Path, json_path: Path, model: PromptDetector) -> int:
+def write_scores_json(out: Path, json_path: Path, scorer: Scorer) -> int:
     """The JSON beside a finished scores CSV: the same rows (numbers as numbers) and the failures.
     Returns how many images the CSV holds scores for."""
     with open(out, newline="") as handle:
@@ -161,9 +193,9 @@ def write_scores_json(out: Path, json_path: Path, model: PromptDetector) -> int:
     write_json(
         json_path,
         {
-            "eta": model.config.eta,
+            "eta": scorer.eta,
             "threshold": DEFAULT_THRESHOLD,
-            "views": [view_label(name) for name in model.view_names],
+            "views": [view_label(name) for name in scorer.view_names],
             "images": images,
             "unreadable": [{"path": row["path"], "error": row["error"]} for row in rows if row["error"]],
         },

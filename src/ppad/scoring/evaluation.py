@@ -14,7 +14,8 @@ from ppad.methods.base import PromptDetector
 from ppad.metrics import bootstrap_auc_ci, classification_metrics
 from ppad.runs import RunFolder
 from ppad.runs.records import METRICS_FILE
-from ppad.scoring.scorer import ScoreReport, score_files
+from ppad.scoring.rows import ScoreReport
+from ppad.scoring.scorer import score_files
 
 
 @dataclass

@@ -12,7 +12,8 @@ from ppad.data.readers import ImageReadError, read_image_bytes
 from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.runs import RunFolder
-from ppad.scoring.scorer import ScoreReport, predict_views, view_label
+from ppad.scoring.rows import ScoreReport, view_label
+from ppad.scoring.scorer import predict_views
 from ppad.serve.errors import from_read_error
 from ppad.serve.overlay import anomaly_map, overlay_png
 from ppad.serve.uploads import Upload

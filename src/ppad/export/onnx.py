@@ -1,0 +1,191 @@
+"""Export a trained model to ONNX and prove the graph scores as PyTorch does.
+
+The graph is one function of resized films (``[B, S, S]`` in [0, 1], any batch size): the
+normalisation, every view (the image prompt folded in as a constant), the text features
+(constants: prompts do not change after training) and the method's final score (PPAD's η rule,
+the memory fusion) are inside it. After writing, the export scores real films (or, without
+them, random images) at batch sizes 1 and 8 in both runtimes and refuses a graph whose
+probabilities differ by more than :data:`PARITY_TOLERANCE` or whose decisions differ.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ppad import __version__
+from ppad.errors import PpadError
+from ppad.export.runtime import FORMAT, FORMAT_VERSION, INPUT, OUTPUTS, OnnxScorer, require, sidecar_path
+from ppad.io import write_json
+from ppad.methods.base import PromptDetector
+from ppad.metrics import DEFAULT_THRESHOLD
+from ppad.scoring.scorer import DetectorScorer
+
+PARITY_TOLERANCE = 1e-4
+PARITY_BATCHES = (1, 8)
+OPSET = 18
+
+
+class ExportError(PpadError):
+    """A model that cannot be exported, or whose exported graph does not score as PyTorch does."""
+
+
+class ScoringGraph(nn.Module):
+    """A trained model as one function: resized films → (view probabilities, final score)."""
+
+    def __init__(self, model: PromptDetector) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        views = self.model.view_probabilities(self.model.preprocessing.normalize(images))
+        return views, self.model.score_views(views)
+
+
+@dataclass(frozen=True)
+class Parity:
+    """Largest differences between onnxruntime and PyTorch on the check films, per batch size."""
+
+    films: int
+    real_films: bool
+    max_probability_difference: dict[int, float]
+    max_score_difference: dict[int, float]
+    same_decisions: bool
+
+    @property
+    def holds(self) -> bool:
+        worst = max([*self.max_probability_difference.values(), *self.max_score_difference.values()])
+        return self.same_decisions and worst <= PARITY_TOLERANCE
+
+    def to_dict(self) -> dict:
+        return {
+            "tolerance": PARITY_TOLERANCE,
+            "films": self.films,
+            "real_films": self.real_films,
+            "max_probability_difference": {str(b): d for b, d in self.max_probability_difference.items()},
+            "max_score_difference": {str(b): d for b, d in self.max_score_difference.items()},
+            "same_decisions": self.same_decisions,
+        }
+
+
+def export_onnx(
+    model: PromptDetector, method: str, out: Path, source: dict, check_images: np.ndarray | None = None
+) -> Parity:
+    """Write ``out`` (+ ``out.json``), then check parity on ``check_images`` ([N, S, S] in [0, 1];
+    random images when ``None``). Raises :class:`ExportError`, leaving no model behind, if the
+    method cannot be exported or the graph does not match PyTorch."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        require(module)
+    model = model.eval().cpu()
+    size = model.preprocessing.image_size
+    real = check_images is not None and len(check_images) > 0
+    if not real:
+        check_images = np.random.default_rng(0).random((max(PARITY_BATCHES), size, size), dtype=np.float32)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        _write_graph(model, out)
+        sidecar = _describe(model, method, source)
+        write_json(sidecar_path(out), sidecar)
+        parity = check_parity(model, out, check_images, real)
+    except BaseException:
+        out.unlink(missing_ok=True)
+        sidecar_path(out).unlink(missing_ok=True)
+        raise
+    if not parity.holds:
+        out.unlink(missing_ok=True)
+        sidecar_path(out).unlink(missing_ok=True)
+        raise ExportError(f"the exported {method} graph does not score as PyTorch does: {parity.to_dict()}")
+    write_json(sidecar_path(out), {**sidecar, "parity": parity.to_dict()})
+    return parity
+
+
+def _write_graph(model: PromptDetector, out: Path) -> None:
+    example = torch.rand(2, model.preprocessing.image_size, model.preprocessing.image_size)
+    try:
+        with model.inference():
+            torch.onnx.export(
+                ScoringGraph(model).eval(),
+                (example,),
+                str(out),
+                dynamo=True,
+                external_data=False,
+                opset_version=OPSET,
+                input_names=[INPUT],
+                output_names=list(OUTPUTS),
+                dynamic_shapes={"images": {0: torch.export.Dim.DYNAMIC}},
+                verbose=False,
+            )
+    except Exception as error:  # the exporter's many error types: say which model, keep one line
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ExportError(f"method {type(model).__name__} cannot be exported to ONNX: {reason}") from error
+
+
+def _describe(model: PromptDetector, method: str, source: dict) -> dict:
+    preprocessing = model.preprocessing
+    return {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "ppad_version": __version__,
+        "method": method,
+        "view_names": model.view_names,
+        "eta": model.config.eta,
+        "threshold": DEFAULT_THRESHOLD,
+        "input": {
+            "name": INPUT,
+            "shape": ["batch", preprocessing.image_size, preprocessing.image_size],
+            "range": [0.0, 1.0],
+            "dtype": "float32",
+        },
+        "outputs": {OUTPUTS[0]: ["batch", len(model.view_names)], OUTPUTS[1]: ["batch"]},
+        "preprocessing": {
+            "image_size": preprocessing.image_size,
+            "resize_mode": preprocessing.resize_mode,
+            "normalisation_in_graph": {"mean": preprocessing.mean, "std": preprocessing.std},
+        },
+        "source": source,
+    }
+
+
+def check_parity(model: PromptDetector, path: Path, images: np.ndarray, real_films: bool) -> Parity:
+    """Score ``images`` with PyTorch and with onnxruntime at every batch size in ``PARITY_BATCHES``.
+    Decisions must match except for scores within the tolerance of the threshold (ties)."""
+    reference_views, reference_scores = DetectorScorer(model, batch_size=max(PARITY_BATCHES)).score(images)
+    probability, score, same = {}, {}, True
+    for batch_size in PARITY_BATCHES:
+        views, scores = OnnxScorer(path, batch_size=batch_size).score(images)
+        probability[batch_size] = float(np.abs(views - reference_views).max())
+        score[batch_size] = float(np.abs(scores - reference_scores).max())
+        tie = np.abs(reference_scores - DEFAULT_THRESHOLD) <= PARITY_TOLERANCE  # a tie at this precision
+        same &= bool(np.all(((scores > DEFAULT_THRESHOLD) == (reference_scores > DEFAULT_THRESHOLD)) | tie))
+    return Parity(len(images), real_films, probability, score, same)
+
+
+def export_run(
+    run_dir: Path, out: Path, checkpoint: str = "best", backbone: str | None = None, check_films: int = 8
+) -> Parity:
+    """Export a run folder's model; parity is checked on up to ``check_films`` of the films the
+    run itself read (its support and validation normals), random images if none is readable."""
+    import hashlib
+
+    from ppad.data.loading import load_images
+    from ppad.runs import RunFolder
+
+    run = RunFolder(run_dir)
+    model = run.load_model(backbone, checkpoint, "cpu")
+    manifest = run.read_manifest()
+    films = sorted(manifest.seen_files())[:check_films]
+    check = load_images(films, model.preprocessing, progress=False).images
+    source = {
+        "run": str(run.root.resolve()),
+        "checkpoint": checkpoint,
+        "prompts_sha256": hashlib.sha256(run.prompts_path(checkpoint).read_bytes()).hexdigest(),
+        "backbone": model.backbone.source,
+        "backbone_fingerprint": model.backbone.fingerprint,
+        "seed": manifest.seed,
+    }
+    return export_onnx(model, manifest.identity.method, out, source, check)

@@ -1,0 +1,101 @@
+"""Scoring with an exported model: onnxruntime, numpy and Pillow only (no PyTorch).
+
+The graph takes a batch of resized films, ``[B, S, S]`` float32 in ppad's one intensity range
+[0, 1]; it normalises them itself and returns every view's abnormal probability and the final
+score. The sidecar ``<model>.json`` says how to resize (``ImageResize``) and names the views.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ppad.data.resize import ImageResize
+from ppad.errors import FileProblem, SettingsError
+from ppad.io import read_json
+
+FORMAT = "ppad-onnx"
+FORMAT_VERSION = 1
+INPUT = "images"
+OUTPUTS = ("view_probabilities", "score")
+
+
+def require(module: str):
+    """An optional dependency of the ONNX path, or a one-line error saying how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SettingsError(f"{module} is not installed: pip install 'ppad[onnx]'") from None
+
+
+def sidecar_path(model_path: str | Path) -> Path:
+    path = Path(model_path)
+    return path.with_name(path.name + ".json")
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    """What the sidecar records about an exported graph."""
+
+    method: str
+    view_names: list[str]
+    eta: float
+    threshold: float
+    preprocessing: ImageResize
+    record: dict[str, Any]
+
+    @classmethod
+    def read(cls, model_path: str | Path) -> ExportedModel:
+        sidecar = sidecar_path(model_path)
+        if not sidecar.is_file():
+            raise FileProblem(sidecar, f"missing: {Path(model_path).name} was not written by `ppad export`")
+        data = read_json(sidecar)
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise FileProblem(sidecar, f"not a {FORMAT} description")
+        if data.get("format_version", 0) > FORMAT_VERSION:
+            raise FileProblem(sidecar, f"written by a newer ppad (format {data['format_version']}); upgrade ppad")
+        try:
+            resize = data["preprocessing"]
+            return cls(
+                method=str(data["method"]),
+                view_names=[str(name) for name in data["view_names"]],
+                eta=float(data["eta"]),
+                threshold=float(data["threshold"]),
+                preprocessing=ImageResize(int(resize["image_size"]), str(resize["resize_mode"])),
+                record=data,
+            )
+        except (KeyError, TypeError, ValueError) as error:
+            raise FileProblem(sidecar, f"missing or malformed field ({error})") from None
+
+
+class OnnxScorer:
+    """An exported model in onnxruntime, behind the same surface as the PyTorch scorer."""
+
+    def __init__(self, model_path: str | Path, batch_size: int = 32, providers: list[str] | None = None) -> None:
+        onnxruntime = require("onnxruntime")
+        self.path = Path(model_path)
+        if not self.path.is_file():
+            raise FileProblem(self.path, "no such ONNX model")
+        self.exported = ExportedModel.read(self.path)
+        self.view_names, self.eta = self.exported.view_names, self.exported.eta
+        self.preprocessing = self.exported.preprocessing
+        self.batch_size = batch_size
+        try:
+            self.session = onnxruntime.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+        except Exception as error:  # onnxruntime raises its own untyped errors for bad files
+            raise FileProblem(self.path, f"onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
+
+    def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores)."""
+        views = [np.zeros((0, len(self.view_names)), dtype=np.float32)]
+        scores = [np.zeros(0, dtype=np.float32)]
+        for start in range(0, len(images), self.batch_size):
+            batch = np.ascontiguousarray(images[start : start + self.batch_size], dtype=np.float32)
+            batch_views, batch_scores = self.session.run(list(OUTPUTS), {INPUT: batch})
+            views.append(batch_views)
+            scores.append(batch_scores)
+        return np.concatenate(views), np.concatenate(scores).astype(np.float64)

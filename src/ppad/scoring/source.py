@@ -1,0 +1,56 @@
+"""Where a scorer comes from: a run folder (PyTorch) or an exported model (onnxruntime).
+
+One picklable description, so that ``ppad score`` and every Ray actor build the same scorer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ppad.errors import SettingsError
+from ppad.scoring.archive import Provenance, Scorer
+from ppad.scoring.rows import csv_columns
+
+
+@dataclass(frozen=True)
+class ScorerSource:
+    """Exactly one of ``run_dir`` and ``onnx_model``; the rest applies to a run."""
+
+    run_dir: Path | None = None
+    onnx_model: Path | None = None
+    backbone: str | None = None
+    checkpoint: str = "best"
+    batch_size: int = 32
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if (self.run_dir is None) == (self.onnx_model is None):
+            raise SettingsError("give either --run RUN or --onnx MODEL (one of them)")
+
+    def build(self) -> Scorer:
+        if self.onnx_model is not None:
+            from ppad.export.runtime import OnnxScorer
+
+            return OnnxScorer(self.onnx_model, self.batch_size)
+        from ppad.runs import RunFolder
+        from ppad.scoring.scorer import DetectorScorer
+
+        return DetectorScorer(
+            RunFolder(self.run_dir).load_model(self.backbone, self.checkpoint, self.device), self.batch_size
+        )
+
+    def default_out(self) -> Path:
+        if self.onnx_model is not None:
+            return self.onnx_model.with_name(self.onnx_model.stem + "-scores.csv")
+        return self.run_dir / "scores.csv"
+
+    def provenance(self, scorer: Scorer) -> Provenance:
+        """What the scores CSV records, and compares before resuming."""
+        columns = csv_columns(scorer.view_names)
+        if self.onnx_model is not None:
+            return Provenance.of(self.onnx_model, self.onnx_model, "onnx", columns)
+        from ppad.runs import RunFolder
+
+        run = RunFolder(self.run_dir)
+        return Provenance.of(run.root, run.prompts_path(self.checkpoint), self.checkpoint, columns)

@@ -1,0 +1,109 @@
+"""`ppad score --engine ray`: a local Ray instance with 2 scoring actors writes what the
+single-process engine writes, resumes its CSV, and Ray stays optional."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import needs_zhanglab, zhanglab_manifest
+
+pytest.importorskip("ray", reason="Ray is the optional extra ppad[ray] (in [test])")
+
+
+def ppad(*args) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+
+
+def rows(path: Path) -> list[dict]:
+    with open(path, newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def assert_same_scores(found: list[dict], expected: list[dict]) -> None:
+    """Same rows in the same order; probabilities equal up to float32 batch-composition rounding."""
+    assert [r["path"] for r in found] == [r["path"] for r in expected]
+    for row, reference in zip(found, expected):
+        assert row["error"] == reference["error"] and row["prediction"] == reference["prediction"]
+        for column in (c for c in row if c == "score" or c.startswith("p_")):
+            if reference[column]:
+                assert abs(float(row[column]) - float(reference[column])) <= 2e-6, (row["path"], column)
+
+
+@needs_zhanglab
+def test_ray_engine_scores_a_folder_like_the_single_process_engine(tmp_path):
+    manifest = tmp_path / "normals.csv"
+    test = zhanglab_manifest(manifest, train_normals=24, test_per_class=10)
+    run = tmp_path / "run"
+    schedule = ["--shots", "16", "--val-size", "8", "--quiet", "--device", "cpu"]
+    done = ppad("train", "--method", "knn", "--data", manifest, "--out", run, *schedule)
+    assert done.returncode == 0, done.stderr
+
+    films = tmp_path / "films"
+    films.mkdir()
+    for item in test:
+        (films / item.path.name).symlink_to(item.path)
+    (films / "broken.png").write_bytes(b"\x89PNG not really")
+
+    done = ppad("score", "--run", run, films, "--out", tmp_path / "local.csv", "--quiet")
+    assert done.returncode == 0, done.stderr
+    local = rows(tmp_path / "local.csv")
+    assert len(local) == 21 and sum(bool(r["error"]) for r in local) == 1
+
+    done = ppad(
+        "score", "--run", run, films, "--out", tmp_path / "ray.csv", "--engine", "ray", "--workers", 2, "--quiet"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "scored 20 images (1 unreadable)" in done.stdout
+    assert_same_scores(rows(tmp_path / "ray.csv"), local)
+    assert (tmp_path / "ray.json").is_file()
+
+    # an interrupted CSV (torn last line) is resumed by the Ray engine, skipping what is done
+    data = (tmp_path / "local.csv").read_bytes()
+    cut = data[: data.index(b"\n", len(data) // 2) + 25]
+    (tmp_path / "resumed.csv").write_bytes(cut)
+    (tmp_path / "resumed.csv.run.json").write_bytes((tmp_path / "local.csv.run.json").read_bytes())
+    done = ppad("score", "--run", run, films, "--out", tmp_path / "resumed.csv", "--engine", "ray", "--quiet")
+    assert done.returncode == 0, done.stderr
+    assert "rows already there from an interrupted run" in done.stdout
+    assert_same_scores(rows(tmp_path / "resumed.csv"), local)
+
+
+def test_ray_options_are_checked_and_ray_stays_optional(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    film = tmp_path / "film.png"
+    film.write_bytes(b"")
+    for args, message in [
+        (("--engine", "ray", "--maps", tmp_path / "maps"), "--maps runs with --engine local only"),
+        (("--address", "auto"), "--address and --gpus-per-worker apply to --engine ray"),
+    ]:
+        done = ppad("score", "--run", run, film, *args, "--quiet")
+        assert done.returncode == 2 and message in done.stderr, done.stderr
+
+    script = textwrap.dedent(
+        f"""
+        import sys
+        class NoRay:
+            def find_spec(self, name, path=None, target=None):
+                if name.split(".")[0] == "ray":
+                    raise ImportError("no ray here")
+        sys.meta_path.insert(0, NoRay())
+        from ppad.cli.main import cli
+        cli(["score", "--onnx", {str(tmp_path / "m.onnx")!r}, {str(film)!r}, "--engine", "ray", "--quiet"])
+        """
+    )
+    (tmp_path / "m.onnx").write_bytes(b"")
+    (tmp_path / "m.onnx.json").write_text(
+        '{"format": "ppad-onnx", "format_version": 1, "method": "knn", "view_names": ["memory"], "eta": 0.8,'
+        ' "threshold": 0.5, "preprocessing": {"image_size": 224, "resize_mode": "pad"}}'
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    assert "--engine ray needs Ray: pip install 'ppad[ray]'" in done.stderr
