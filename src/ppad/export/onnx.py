@@ -10,6 +10,7 @@ probabilities differ by more than :data:`PARITY_TOLERANCE` or whose decisions di
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,11 +19,13 @@ import torch
 from torch import nn
 
 from ppad import __version__
+from ppad.data.loading import load_images
 from ppad.errors import PpadError
 from ppad.export.runtime import FORMAT, FORMAT_VERSION, INPUT, OUTPUTS, OnnxScorer, require, sidecar_path
 from ppad.io import write_json
 from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
+from ppad.runs import RunFolder
 from ppad.scoring.scorer import DetectorScorer
 
 PARITY_TOLERANCE = 1e-4
@@ -170,11 +173,6 @@ def export_run(
 ) -> Parity:
     """Export a run folder's model; parity is checked on up to ``check_films`` of the films the
     run itself read (its support and validation normals), random images if none is readable."""
-    import hashlib
-
-    from ppad.data.loading import load_images
-    from ppad.runs import RunFolder
-
     run = RunFolder(run_dir)
     model = run.load_model(backbone, checkpoint, "cpu")
     manifest = run.read_manifest()

@@ -24,7 +24,7 @@ from typing import Protocol
 import numpy as np
 from tqdm.auto import tqdm
 
-from ppad.data.loading import LoadedImages, load_images
+from ppad.data.loading import load_images
 from ppad.data.readers import ImageReadError
 from ppad.data.resize import ImageResize
 from ppad.errors import FileProblem
@@ -117,13 +117,18 @@ def _chunks(paths: list[Path]) -> Iterator[list[Path]]:
 
 
 def chunk_rows(
-    scorer: Scorer, chunk: list[Path | str], scored: LoadedImages, views: np.ndarray, scores: np.ndarray
+    scorer: Scorer,
+    chunk: list[Path | str],
+    scored: list[Path],
+    failures: list[ImageReadError],
+    views: np.ndarray,
+    scores: np.ndarray,
 ) -> list[dict]:
-    """CSV rows of one chunk in input order: ``scored.paths`` with their ``views`` and ``scores``,
-    ``scored.failures`` with their error."""
-    report = ScoreReport(scored.paths, scorer.view_names, views, scores, scorer.eta)
+    """CSV rows of one chunk in input order: the ``scored`` paths with their ``views`` and
+    ``scores``, the ``failures`` with their error."""
+    report = ScoreReport(scored, scorer.view_names, views, scores, scorer.eta)
     by_path = {row["path"]: format_row(row) for row in report.rows()}
-    by_path.update({str(f.path): {"path": str(f.path), "error": f.problem} for f in scored.failures})
+    by_path.update({str(f.path): {"path": str(f.path), "error": f.problem} for f in failures})
     return [by_path[str(path)] for path in chunk]
 
 
@@ -168,7 +173,8 @@ def score_archive(
             current, loaded = upcoming, pending.result()
             upcoming = next(chunks, None)
             pending = prefetch.submit(load_images, upcoming, scorer.preprocessing, progress=False) if upcoming else None
-            scores_file.append(chunk_rows(scorer, current, loaded, *scorer.score(loaded.images)))
+            views, scores = scorer.score(loaded.images)
+            scores_file.append(chunk_rows(scorer, current, loaded.paths, loaded.failures, views, scores))
             scored += len(loaded.paths)
             failures.extend(loaded.failures)
             bar.update(len(current))

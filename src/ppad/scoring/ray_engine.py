@@ -18,7 +18,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ppad.data.loading import LoadedImages
 from ppad.data.readers import ImageReadError, read_image
 from ppad.data.resize import ImageResize
 from ppad.errors import SettingsError
@@ -87,8 +86,8 @@ def score_with_ray(
     todo = scores_file.todo(paths, list(missing))
     failures = list(missing)
     scored = 0
-    started_here = not ray.is_initialized() and address is None
-    if not ray.is_initialized():
+    started_here = not ray.is_initialized()  # a local instance is stopped, a cluster connection closed
+    if started_here:
         local = {"num_cpus": max(os.cpu_count() or 1, workers + 1)} if address is None else {}
         ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level="ERROR", **local)
     if not progress:
@@ -113,18 +112,12 @@ def score_with_ray(
             for batch in results.iter_batches(batch_size=CHUNK, batch_format="numpy"):
                 chunk = [str(path) for path in batch["path"]]
                 readable = np.array([not error for error in batch["error"]], dtype=bool)
-                loaded = LoadedImages(
-                    images=np.zeros(0),
-                    paths=[Path(p) for p, ok in zip(chunk, readable) if ok],
-                    failures=[
-                        ImageReadError(Path(p), e) for p, e, ok in zip(chunk, batch["error"], readable) if not ok
-                    ],
-                )
-                scores_file.append(
-                    chunk_rows(scorer, chunk, loaded, batch["views"][readable], batch["score"][readable])
-                )
-                scored += len(loaded.paths)
-                failures.extend(loaded.failures)
+                done = [Path(p) for p, ok in zip(chunk, readable) if ok]
+                unreadable = [ImageReadError(Path(p), e) for p, e, ok in zip(chunk, batch["error"], readable) if not ok]
+                views, scores = batch["views"][readable], batch["score"][readable]
+                scores_file.append(chunk_rows(scorer, chunk, done, unreadable, views, scores))
+                scored += len(done)
+                failures.extend(unreadable)
     finally:
         if started_here:
             ray.shutdown()
