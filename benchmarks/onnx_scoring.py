@@ -42,7 +42,6 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args()
 
-    films = np.random.default_rng(0).random((args.images, 224, 224), dtype=np.float32)
     if args.run:
         run = RunFolder(args.run)
         model, method = run.load_model(device="cpu"), run.read_manifest().identity.method
@@ -50,6 +49,9 @@ def main() -> None:
         torch.manual_seed(0)
         method = args.method
         model = get_method(method).build(load_backbone("cxr-lite", device="cpu"))
+    size = model.preprocessing.image_size
+    films = np.random.default_rng(0).random((args.images, size, size), dtype=np.float32)
+    if not args.run:
         model.prepare(films[-16:])
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "model.onnx"

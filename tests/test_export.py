@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from ppad.export.onnx import PARITY_TOLERANCE, ExportError, export_onnx
+from ppad.export.onnx import PARITY_TOLERANCE, ExportError, Parity, export_onnx
 from ppad.export.runtime import OnnxScorer, sidecar_path
 from ppad.methods import METHODS, get_method
 from ppad.scoring import DetectorScorer
@@ -62,9 +62,11 @@ def test_every_method_exports_and_scores_as_pytorch_does(backbone, rng, tmp_path
     assert sidecar["preprocessing"]["image_size"] == 224 and sidecar["preprocessing"]["resize_mode"] == "pad"
 
 
-def test_an_export_that_fails_or_disagrees_is_refused_and_leaves_nothing(backbone, rng, tmp_path, monkeypatch):
+def test_an_export_that_fails_or_disagrees_is_refused_and_leaves_the_earlier_one(backbone, rng, tmp_path, monkeypatch):
     model = trained("ppad", backbone, rng)
     out = tmp_path / "model.onnx"
+    export_onnx(model, "ppad", out, {"first": True})
+    earlier = out.read_bytes(), sidecar_path(out).read_bytes()
 
     def exporter_fails(*args, **kwargs):
         raise RuntimeError("Unsupported operator aten::something\nlong trace")
@@ -73,13 +75,16 @@ def test_an_export_that_fails_or_disagrees_is_refused_and_leaves_nothing(backbon
         patch.setattr(torch.onnx, "export", exporter_fails)
         with pytest.raises(ExportError, match="PPADModel cannot be exported to ONNX: Unsupported operator"):
             export_onnx(model, "ppad", out, {})
-    assert not out.exists() and not sidecar_path(out).exists()
+    assert (out.read_bytes(), sidecar_path(out).read_bytes()) == earlier
 
     with monkeypatch.context() as patch:  # a graph that drifts from PyTorch is refused too
         patch.setattr("ppad.export.onnx.PARITY_TOLERANCE", -1.0)
         with pytest.raises(ExportError, match="does not score as PyTorch does"):
             export_onnx(model, "ppad", out, {})
-    assert not out.exists() and not sidecar_path(out).exists()
+    assert (out.read_bytes(), sidecar_path(out).read_bytes()) == earlier
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["model.onnx", "model.onnx.json"]  # no staging left
+    nan = Parity(8, True, {1: float("nan"), 8: 0.0}, {1: 0.0, 8: 0.0}, True)
+    assert not nan.holds and nan.worst == float("inf")  # a NaN from either runtime never passes
 
 
 def test_scoring_with_an_export_needs_no_torch(backbone, rng, tmp_path):
@@ -172,6 +177,9 @@ def test_score_needs_exactly_one_of_run_and_onnx(tmp_path):
         done = ppad("score", *args, film, "--quiet")
         assert done.returncode == 2 and message in done.stderr, done.stderr
         assert "Traceback" not in done.stderr
+    sidecar_path(fake).write_text('{"format": "ppad-onnx", ')
+    done = ppad("score", "--onnx", fake, film, "--quiet")
+    assert done.returncode == 2 and "model.onnx.json: unreadable" in done.stderr, done.stderr
     sidecar_path(fake).write_text(json.dumps({"format": "ppad-onnx", "format_version": 1}))
     done = ppad("score", "--onnx", fake, film, "--quiet")
     assert done.returncode == 2 and "missing or malformed field" in done.stderr

@@ -16,9 +16,9 @@ from tests.conftest import needs_zhanglab, zhanglab_manifest
 pytest.importorskip("ray", reason="Ray is the optional extra ppad[ray] (in [test])")
 
 
-def ppad(*args) -> subprocess.CompletedProcess:
+def ppad(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
 def rows(path: Path) -> list[dict]:
@@ -56,13 +56,17 @@ def test_ray_engine_scores_a_folder_like_the_single_process_engine(tmp_path):
     local = rows(tmp_path / "local.csv")
     assert len(local) == 21 and sum(bool(r["error"]) for r in local) == 1
 
-    done = ppad(
-        "score", "--run", run, films, "--out", tmp_path / "ray.csv", "--engine", "ray", "--workers", 2, "--quiet"
-    )
+    # relative paths, as a user types them: workers read them from wherever they run
+    relative = ("--run", "run", "films", "--out", "ray.csv", "--engine", "ray", "--workers", 2, "--quiet")
+    done = ppad("score", *relative, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "scored 20 images (1 unreadable)" in done.stdout
-    assert_same_scores(rows(tmp_path / "ray.csv"), local)
+    local_as_typed = [{**row, "path": str(Path(row["path"]).relative_to(tmp_path))} for row in local]
+    assert_same_scores(rows(tmp_path / "ray.csv"), local_as_typed)
     assert (tmp_path / "ray.json").is_file()
+
+    done = ppad("score", "--run", run, films, "--out", tmp_path / "gpu.csv", "--engine", "ray", "--gpus-per-worker", 1)
+    assert done.returncode == 2 and "needs 2 GPUs; this machine has 0" in done.stderr, done.stderr
 
     # an interrupted CSV (torn last line) is resumed by the Ray engine, skipping what is done
     data = (tmp_path / "local.csv").read_bytes()
@@ -82,7 +86,9 @@ def test_ray_options_are_checked_and_ray_stays_optional(tmp_path):
     film.write_bytes(b"")
     for args, message in [
         (("--engine", "ray", "--maps", tmp_path / "maps"), "--maps runs with --engine local only"),
-        (("--address", "auto"), "--address and --gpus-per-worker apply to --engine ray"),
+        (("--address", "auto"), "--address, --workers and --gpus-per-worker apply to --engine ray"),
+        (("--workers", 3), "--address, --workers and --gpus-per-worker apply to --engine ray"),
+        (("--engine", "ray", "--device", "cuda"), "--gpus-per-worker puts the actors on GPUs"),
     ]:
         done = ppad("score", "--run", run, film, *args, "--quiet")
         assert done.returncode == 2 and message in done.stderr, done.stderr

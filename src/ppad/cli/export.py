@@ -22,10 +22,9 @@ def command(run_dir, backbone, checkpoint, export_format, out) -> None:
     from ppad.export.onnx import PARITY_TOLERANCE, export_run
 
     parity = export_run(run_dir, out, checkpoint, backbone)
-    worst = max([*parity.max_probability_difference.values(), *parity.max_score_difference.values()])
     films = f"{parity.films} of the run's films" if parity.real_films else f"{parity.films} random images"
     click.echo(
         f"exported {run_dir} ({checkpoint}) → {out}; parity on {films} at batch sizes "
-        f"{', '.join(map(str, parity.max_probability_difference))}: max |Δp| {worst:.1e} ≤ {PARITY_TOLERANCE:.0e}, "
+        f"{', '.join(map(str, parity.max_probability_difference))}: max |Δp| {parity.worst:.1e} ≤ {PARITY_TOLERANCE:.0e}, "
         "same decisions"
     )

@@ -76,7 +76,7 @@ def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadE
     help="'ray': a Ray Data pipeline (readers as tasks, the model in a pool of actors); pip install 'ppad[ray]'.",
 )
 @click.option("--address", default=None, help="Ray cluster to join (auto, ray://head:10001); none = start a local one.")
-@click.option("--workers", type=click.IntRange(min=1), default=2, show_default=True, help="Ray scoring actors.")
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Ray scoring actors [default: 2].")
 @click.option(
     "--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True, help="0 = actors on CPU."
 )
@@ -111,8 +111,12 @@ def command(
         raise SettingsError(f"--onnx scores on the CPU (onnxruntime); --device {device} applies to --run only")
     if engine == "ray" and maps_dir is not None:
         raise SettingsError("--maps runs with --engine local only")
-    if engine == "local" and (address or gpus_per_worker):
-        raise SettingsError("--address and --gpus-per-worker apply to --engine ray")
+    if engine == "local" and (address or gpus_per_worker or workers):
+        raise SettingsError("--address, --workers and --gpus-per-worker apply to --engine ray")
+    if engine == "ray" and onnx_model is not None and gpus_per_worker:
+        raise SettingsError("--onnx scores on the CPU; --gpus-per-worker applies to --run")
+    if engine == "ray" and device not in ("auto", "cpu"):
+        raise SettingsError("with --engine ray, --gpus-per-worker puts the actors on GPUs (not --device)")
     paths, missing = expand_inputs(images)
     csv_path = out or source.default_out()
     if engine == "ray":
@@ -120,9 +124,9 @@ def command(
 
         require_ray()  # before any model is loaded
         scorer = replace(source, device="cpu").build()  # the driver only names columns and resizes
-        actors = replace(source, device="cuda" if gpus_per_worker else "cpu")
+        actors = replace(source.absolute(), device="cuda" if gpus_per_worker else "cpu", threads=1)
         summary = score_with_ray(
-            actors, scorer, paths, csv_path, missing, address, workers, gpus_per_worker, progress=not quiet
+            actors, scorer, paths, csv_path, missing, address, workers or 2, gpus_per_worker, progress=not quiet
         )
     else:
         scorer = source.build()

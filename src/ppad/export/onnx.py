@@ -11,6 +11,7 @@ probabilities differ by more than :data:`PARITY_TOLERANCE` or whose decisions di
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,9 +61,14 @@ class Parity:
     same_decisions: bool
 
     @property
+    def worst(self) -> float:
+        """The largest difference; infinite if either runtime produced a NaN."""
+        values = np.array([*self.max_probability_difference.values(), *self.max_score_difference.values()])
+        return float(values.max()) if np.isfinite(values).all() else float("inf")
+
+    @property
     def holds(self) -> bool:
-        worst = max([*self.max_probability_difference.values(), *self.max_score_difference.values()])
-        return self.same_decisions and worst <= PARITY_TOLERANCE
+        return self.same_decisions and self.worst <= PARITY_TOLERANCE
 
     def to_dict(self) -> dict:
         return {
@@ -78,32 +84,32 @@ class Parity:
 def export_onnx(
     model: PromptDetector, method: str, out: Path, source: dict, check_images: np.ndarray | None = None
 ) -> Parity:
-    """Write ``out`` (+ ``out.json``), then check parity on ``check_images`` ([N, S, S] in [0, 1];
-    random images when ``None``). Raises :class:`ExportError`, leaving no model behind, if the
-    method cannot be exported or the graph does not match PyTorch."""
+    """Write ``out`` (+ ``out.json``) once parity holds on ``check_images`` ([N, S, S] in [0, 1],
+    topped up with random images to the largest parity batch). Raises :class:`ExportError` if the
+    method cannot be exported or the graph does not match PyTorch; then nothing at ``out`` changes."""
     for module in ("onnx", "onnxscript", "onnxruntime"):
         require(module)
     model = model.eval().cpu()
     size = model.preprocessing.image_size
     real = check_images is not None and len(check_images) > 0
-    if not real:
-        check_images = np.random.default_rng(0).random((max(PARITY_BATCHES), size, size), dtype=np.float32)
+    filler = np.random.default_rng(0).random((max(PARITY_BATCHES), size, size), dtype=np.float32)
+    check_images = np.concatenate([check_images, filler[len(check_images) :]]) if real else filler
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
+    staging = out.with_name(f".{out.name}.partial")  # an earlier export at ``out`` survives a failure
     try:
-        _write_graph(model, out)
+        _write_graph(model, staging)
         sidecar = _describe(model, method, source)
-        write_json(sidecar_path(out), sidecar)
-        parity = check_parity(model, out, check_images, real)
-    except BaseException:
-        out.unlink(missing_ok=True)
-        sidecar_path(out).unlink(missing_ok=True)
-        raise
-    if not parity.holds:
-        out.unlink(missing_ok=True)
-        sidecar_path(out).unlink(missing_ok=True)
-        raise ExportError(f"the exported {method} graph does not score as PyTorch does: {parity.to_dict()}")
-    write_json(sidecar_path(out), {**sidecar, "parity": parity.to_dict()})
+        write_json(sidecar_path(staging), sidecar)
+        parity = check_parity(model, staging, check_images, real)
+        if not parity.holds:
+            raise ExportError(f"the exported {method} graph does not score as PyTorch does: {parity.to_dict()}")
+        write_json(sidecar_path(staging), {**sidecar, "parity": parity.to_dict()})
+        os.replace(staging, out)
+        os.replace(sidecar_path(staging), sidecar_path(out))
+    finally:
+        staging.unlink(missing_ok=True)
+        sidecar_path(staging).unlink(missing_ok=True)
     return parity
 
 
@@ -159,11 +165,11 @@ def check_parity(model: PromptDetector, path: Path, images: np.ndarray, real_fil
     Decisions must match except for scores within the tolerance of the threshold (ties)."""
     reference_views, reference_scores = DetectorScorer(model, batch_size=max(PARITY_BATCHES)).score(images)
     probability, score, same = {}, {}, True
+    tie = np.abs(reference_scores - DEFAULT_THRESHOLD) <= PARITY_TOLERANCE  # a tie at this precision
     for batch_size in PARITY_BATCHES:
         views, scores = OnnxScorer(path, batch_size=batch_size).score(images)
         probability[batch_size] = float(np.abs(views - reference_views).max())
         score[batch_size] = float(np.abs(scores - reference_scores).max())
-        tie = np.abs(reference_scores - DEFAULT_THRESHOLD) <= PARITY_TOLERANCE  # a tie at this precision
         same &= bool(np.all(((scores > DEFAULT_THRESHOLD) == (reference_scores > DEFAULT_THRESHOLD)) | tie))
     return Parity(len(images), real_films, probability, score, same)
 

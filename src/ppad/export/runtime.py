@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -39,34 +38,31 @@ def sidecar_path(model_path: str | Path) -> Path:
 
 @dataclass(frozen=True)
 class ExportedModel:
-    """What the sidecar records about an exported graph."""
+    """What scoring needs from the sidecar of an exported graph."""
 
-    method: str
     view_names: list[str]
     eta: float
-    threshold: float
     preprocessing: ImageResize
-    record: dict[str, Any]
 
     @classmethod
     def read(cls, model_path: str | Path) -> ExportedModel:
         sidecar = sidecar_path(model_path)
         if not sidecar.is_file():
             raise FileProblem(sidecar, f"missing: {Path(model_path).name} was not written by `ppad export`")
-        data = read_json(sidecar)
+        try:
+            data = read_json(sidecar)
+        except (OSError, ValueError) as error:
+            raise FileProblem(sidecar, f"unreadable ({error})") from None
         if not isinstance(data, dict) or data.get("format") != FORMAT:
             raise FileProblem(sidecar, f"not a {FORMAT} description")
-        if data.get("format_version", 0) > FORMAT_VERSION:
-            raise FileProblem(sidecar, f"written by a newer ppad (format {data['format_version']}); upgrade ppad")
         try:
+            if int(data.get("format_version", 0)) > FORMAT_VERSION:
+                raise FileProblem(sidecar, f"written by a newer ppad (format {data['format_version']}); upgrade ppad")
             resize = data["preprocessing"]
             return cls(
-                method=str(data["method"]),
                 view_names=[str(name) for name in data["view_names"]],
                 eta=float(data["eta"]),
-                threshold=float(data["threshold"]),
                 preprocessing=ImageResize(int(resize["image_size"]), str(resize["resize_mode"])),
-                record=data,
             )
         except (KeyError, TypeError, ValueError) as error:
             raise FileProblem(sidecar, f"missing or malformed field ({error})") from None
@@ -75,7 +71,8 @@ class ExportedModel:
 class OnnxScorer:
     """An exported model in onnxruntime, behind the same surface as the PyTorch scorer."""
 
-    def __init__(self, model_path: str | Path, batch_size: int = 32, providers: list[str] | None = None) -> None:
+    def __init__(self, model_path: str | Path, batch_size: int = 32, threads: int | None = None) -> None:
+        """``threads``: onnxruntime's intra-op threads (default: every core; 1 per Ray actor)."""
         onnxruntime = require("onnxruntime")
         self.path = Path(model_path)
         if not self.path.is_file():
@@ -85,7 +82,9 @@ class OnnxScorer:
         self.preprocessing = self.exported.preprocessing
         self.batch_size = batch_size
         try:
-            self.session = onnxruntime.InferenceSession(str(self.path), providers=providers or ["CPUExecutionProvider"])
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default
+            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
         except Exception as error:  # onnxruntime raises its own untyped errors for bad files
             raise FileProblem(self.path, f"onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
 

@@ -5,7 +5,7 @@ One picklable description, so that ``ppad score`` and every Ray actor build the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ppad.errors import SettingsError
@@ -15,7 +15,8 @@ from ppad.scoring.rows import csv_columns
 
 @dataclass(frozen=True)
 class ScorerSource:
-    """Exactly one of ``run_dir`` and ``onnx_model``; the rest applies to a run."""
+    """Exactly one of ``run_dir`` and ``onnx_model``; ``threads`` applies to onnxruntime, the
+    rest to a run."""
 
     run_dir: Path | None = None
     onnx_model: Path | None = None
@@ -23,6 +24,7 @@ class ScorerSource:
     checkpoint: str = "best"
     batch_size: int = 32
     device: str = "cpu"
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if (self.run_dir is None) == (self.onnx_model is None):
@@ -32,13 +34,21 @@ class ScorerSource:
         if self.onnx_model is not None:
             from ppad.export.runtime import OnnxScorer
 
-            return OnnxScorer(self.onnx_model, self.batch_size)
+            return OnnxScorer(self.onnx_model, self.batch_size, self.threads)
         from ppad.runs import RunFolder
         from ppad.scoring.scorer import DetectorScorer
 
         return DetectorScorer(
             RunFolder(self.run_dir).load_model(self.backbone, self.checkpoint, self.device), self.batch_size
         )
+
+    def absolute(self) -> ScorerSource:
+        """The same source with its paths made absolute (for workers with another working folder)."""
+        backbone = self.backbone
+        if backbone is not None and Path(backbone).exists():
+            backbone = str(Path(backbone).absolute())
+        run, onnx = (None if path is None else Path(path).absolute() for path in (self.run_dir, self.onnx_model))
+        return replace(self, run_dir=run, onnx_model=onnx, backbone=backbone)
 
     def default_out(self) -> Path:
         if self.onnx_model is not None:
