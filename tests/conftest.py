@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +70,9 @@ def cxr_lite():
     from ppad.backbones import load_backbone
 
     return load_backbone("cxr-lite")
+
+
+def run_ppad(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The ``ppad`` command as a user runs it: a subprocess, arguments as strings."""
+    command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)

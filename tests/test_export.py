@@ -19,13 +19,9 @@ from ppad.export.runtime import OnnxScorer, sidecar_path
 from ppad.methods import METHODS, get_method
 from ppad.scoring import DetectorScorer
 from tests.conftest import needs_zhanglab, zhanglab_manifest
+from tests.conftest import run_ppad as ppad
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in the [test] extra")
-
-
-def ppad(*args) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
 
 
 def trained(name: str, backbone, rng: np.random.Generator):

@@ -12,13 +12,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import needs_zhanglab, zhanglab_manifest
+from tests.conftest import run_ppad as ppad
 
 pytest.importorskip("ray", reason="Ray is the optional extra ppad[ray] (in [test])")
-
-
-def ppad(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)
 
 
 def rows(path: Path) -> list[dict]:

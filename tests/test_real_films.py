@@ -4,19 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from tests.conftest import NIH, needs_zhanglab, zhanglab_manifest
-
-
-def ppad(*args) -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
-    return subprocess.run(command, capture_output=True, text=True, timeout=900)
+from tests.conftest import run_ppad as ppad
 
 
 @needs_zhanglab
