@@ -141,6 +141,7 @@ def test_export_then_score_real_films_through_the_cli(tmp_path):
     done = ppad("export", "--run", run, "--format", "onnx", "--out", model)
     assert done.returncode == 0, done.stderr
     assert "same decisions" in done.stdout and "of the run's films" in done.stdout
+    assert "INFO" not in done.stderr  # the exporter's graph passes stay quiet under the CLI's logging
     sidecar = json.loads(sidecar_path(model).read_text())
     assert sidecar["source"]["backbone"] == "cxr-lite" and sidecar["parity"]["real_films"]
 

@@ -11,7 +11,10 @@ probabilities differ by more than :data:`PARITY_TOLERANCE` or whose decisions di
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,7 @@ from ppad.scoring.scorer import DetectorScorer
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 8)
 OPSET = 18
+EXPORTER_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx")
 
 
 class ExportError(PpadError):
@@ -116,7 +120,7 @@ def export_onnx(
 def _write_graph(model: PromptDetector, out: Path) -> None:
     example = torch.rand(2, model.preprocessing.image_size, model.preprocessing.image_size)
     try:
-        with model.inference():
+        with model.inference(), _quiet_exporter():
             torch.onnx.export(
                 ScoringGraph(model).eval(),
                 (example,),
@@ -132,6 +136,20 @@ def _write_graph(model: PromptDetector, out: Path) -> None:
     except Exception as error:  # the exporter's many error types: say which model, keep one line
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise ExportError(f"method {type(model).__name__} cannot be exported to ONNX: {reason}") from error
+
+
+@contextmanager
+def _quiet_exporter() -> Iterator[None]:
+    """The exporter's graph passes log every step at INFO (hundreds of lines under ppad's CLI logging)."""
+    loggers = [logging.getLogger(name) for name in EXPORTER_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
 
 
 def _describe(model: PromptDetector, method: str, source: dict) -> dict:
