@@ -13,6 +13,7 @@ from ppad.backbones.factory import (
     shipped_backbones,
     tiny_weights_path,
 )
+from ppad.backbones.feature_cache import FeatureCache
 from ppad.backbones.loading import CheckpointError, read_state_dict
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.protocol import Backbone
@@ -25,6 +26,7 @@ __all__ = [
     "DEFAULT_BACKBONE",
     "DualTowerBackbone",
     "DualTowerSpec",
+    "FeatureCache",
     "TOWERS",
     "TowerError",
     "save_dual_tower",

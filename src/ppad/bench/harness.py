@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ppad.backbones import Backbone, load_backbone
+from ppad.backbones import Backbone, FeatureCache, load_backbone
 from ppad.data import DatasetIndex, discover
 from ppad.io import write_json
 from ppad.methods import get_method
@@ -150,18 +150,24 @@ def run_bench(
     device: str = "auto",
     progress: bool = True,
     presets: Sequence[Preset] = (PPAD,),
+    cache_features: bool = True,
 ) -> dict:
     """Run every cell (skipping finished ones) and write ``results.json``, ``table.md``, ``roc.png``.
 
     ``presets``: the choice sets to compare (one row each when several); ``syntheses=None``
-    trains each preset with its own synthesis.
+    trains each preset with its own synthesis. ``cache_features``: compute each frozen tower
+    output once for the whole table (:class:`FeatureCache`); off, every cell runs the tower itself.
     """
     from ppad.bench.roc import plot_roc_curves
 
     out = Path(out)
     index = discover(data)
     cells = plan(methods, syntheses, seeds, presets)
+    # Every cell encodes the same test films (and a fused cell what its base cell encoded):
+    # frozen tower outputs are computed once for the whole table.
     loaded = load_backbone(backbone, architecture, device)
+    if cache_features:
+        loaded = FeatureCache(loaded)
     documents = [
         run_cell(cell, index, out, loaded, settings, progress=False)
         for cell in tqdm(cells, desc="bench", unit="run", disable=not progress)
@@ -176,6 +182,7 @@ def run_bench(
             "architecture": loaded.architecture.name,
             "fingerprint": loaded.fingerprint,
         },
+        "feature_cache": loaded.stats() if cache_features else None,
         "settings": settings.to_dict(),
         "seeds": list(seeds),
         "summary": summary,
