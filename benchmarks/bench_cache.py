@@ -20,18 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from ppad.bench import run_bench
-from ppad.data import discover
+from ppad.data import discover, write_manifest
 from ppad.training import TrainSettings
 
 METHODS = ["zeroshot", "knn", "coop", "ppad-text", "ppad", "ppad+knn"]
-
-
-def write_manifest(data: Path, path: Path, train_normals: int, test_per_class: int) -> None:
-    index = discover(data)
-    test = [i for label in (0, 1) for i in [t for t in index.test if t.label == label][:test_per_class]]
-    rows = [f"{p},normal,train\n" for p in index.train_normals[:train_normals]]
-    rows += [f"{i.path},{i.label},test\n" for i in test]
-    path.write_text("path,label,split\n" + "".join(rows))
 
 
 def test_scores(out: Path) -> dict[str, float]:
@@ -55,7 +47,7 @@ def main() -> None:
     settings = TrainSettings(epochs=args.epochs)
     with tempfile.TemporaryDirectory() as tmp:
         manifest = Path(tmp) / "films.csv"
-        write_manifest(args.data, manifest, args.train_normals, args.test_per_class)
+        write_manifest(discover(args.data).subset(args.train_normals, args.test_per_class), manifest)
         walls, outs = {}, {}
         for cache in (False, True):
             outs[cache] = Path(tmp) / f"cache-{cache}"

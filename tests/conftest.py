@@ -52,16 +52,11 @@ needs_zhanglab = pytest.mark.skipif(not ZHANGLAB.is_dir(), reason=f"real ZhangLa
 def zhanglab_manifest(path: Path, train_normals: int, test_per_class: int = 0) -> list:
     """A CSV manifest of the first real ZhangLab train normals (+ test films of each class);
     returns the test items it lists."""
-    from ppad.data import discover
+    from ppad.data import discover, write_manifest
 
-    index = discover(ZHANGLAB)
-    test = [i for i in index.test if i.label == 0][:test_per_class] + [i for i in index.test if i.label == 1][
-        :test_per_class
-    ]
-    rows = [f"{p},normal,train\n" for p in index.train_normals[:train_normals]]
-    rows += [f"{i.path},{i.label},test\n" for i in test]
-    path.write_text("path,label,split\n" + "".join(rows))
-    return test
+    subset = discover(ZHANGLAB).subset(train_normals, test_per_class)
+    write_manifest(subset, path)
+    return subset.test
 
 
 @pytest.fixture(scope="session")

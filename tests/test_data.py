@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -226,3 +227,14 @@ def test_pillow_resize_matches_torch_antialiased_bicubic(rng, mode):
         expected = full[(height - 64) // 2 : (height - 64) // 2 + 64]
     assert resized.shape == (64, 64) and resized.dtype == np.float32
     np.testing.assert_allclose(resized, expected.clamp(0, 1).numpy(), atol=2e-5)
+
+
+def test_a_subset_written_as_a_manifest_reads_back_equal(demo_data, tmp_path):
+    from ppad.data import write_manifest
+
+    subset = discover(demo_data).subset(train_normals=5, test_per_class=3)
+    assert len(subset.train_normals) == 5 and [item.label for item in subset.test] == [0, 0, 0, 1, 1, 1]
+    again = discover(write_manifest(subset, tmp_path / "subset.csv"))
+    assert again.layout == "csv"
+    assert again.train_normals == [path.resolve() for path in subset.train_normals]
+    assert again.test == [replace(item, path=item.path.resolve()) for item in subset.test]

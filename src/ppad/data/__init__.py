@@ -1,7 +1,16 @@
 """Reading radiographs, data-set layouts, few-shot splits and the demo data generator."""
 
 from ppad.data.fewshot import FewShotSplit, draw_few_shot
-from ppad.data.layouts import ABNORMAL, NORMAL, DatasetIndex, LabelledImage, LayoutError, discover, list_images
+from ppad.data.layouts import (
+    ABNORMAL,
+    NORMAL,
+    DatasetIndex,
+    LabelledImage,
+    LayoutError,
+    discover,
+    list_images,
+    write_manifest,
+)
 from ppad.data.loading import LoadedImages, load_images
 from ppad.data.readers import SUPPORTED_SUFFIXES, ImageReadError, read_image
 from ppad.data.synthetic import write_demo_dataset
@@ -22,4 +31,5 @@ __all__ = [
     "load_images",
     "read_image",
     "write_demo_dataset",
+    "write_manifest",
 ]

@@ -60,6 +60,15 @@ class DatasetIndex:
             "test_abnormal": abnormal,
         }
 
+    def subset(self, train_normals: int, test_per_class: int) -> DatasetIndex:
+        """The first ``train_normals`` training normals and the first test films of each class."""
+        test = [
+            item
+            for label in (NORMAL, ABNORMAL)
+            for item in [item for item in self.test if item.label == label][:test_per_class]
+        ]
+        return DatasetIndex(self.root, self.layout, self.train_normals[:train_normals], test)
+
 
 def list_images(folder: Path) -> list[Path]:
     """Supported image files below ``folder`` (recursive, hidden files skipped), sorted; suffix-less
@@ -117,6 +126,14 @@ def discover(path: str | Path) -> DatasetIndex:
             "either directly or under train/ and test/, or a CSV manifest (path,label[,split])"
         )
     return index
+
+
+def write_manifest(index: DatasetIndex, path: Path) -> Path:
+    """Write ``index`` as a ``path,label,split`` CSV manifest (absolute paths) that reads back equal."""
+    rows = [f"{file.absolute()},normal,train\n" for file in index.train_normals]
+    rows += [f"{item.path.absolute()},{item.label},test\n" for item in index.test]
+    path.write_text("path,label,split\n" + "".join(rows))
+    return path
 
 
 def read_manifest(path: Path) -> DatasetIndex:
