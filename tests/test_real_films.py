@@ -71,3 +71,23 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
     assert abs(scores["uniform random"]["pixel_auc"] - 0.5) < 0.05
     assert scores["centre prior"]["pixel_auc"] > scores["uniform random"]["pixel_auc"]
     assert "memory" in done.stdout and "centre prior" in done.stdout
+
+
+@needs_zhanglab
+def test_bench_encodes_each_real_test_film_once_per_kind(tmp_path):
+    """`ppad bench` on real films: the second seed of each frozen method reuses every test film's
+    tower output, and the cached table still equals each cell's own metrics file."""
+    manifest = tmp_path / "films.csv"
+    test = zhanglab_manifest(manifest, train_normals=16, test_per_class=5)
+    out = tmp_path / "bench"
+    schedule = ["--shots", "8", "--val-size", "4", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
+    done = ppad("bench", "--data", manifest, "--out", out, "--methods", "knn,ppad-text", "--seeds", "0,1", *schedule)
+    assert done.returncode == 0, done.stderr
+    results = json.loads((out / "results.json").read_text())
+    assert results["backbone"]["source"] == "cxr-lite"
+    assert results["feature_cache"]["hits"] >= 2 * len(test)  # seed 1's test films, for each method
+    for run in results["runs"]:
+        cell = json.loads(
+            (out / "runs" / f"{run['method']}__sas" / f"seed{run['seed']}" / "evaluation" / "metrics.json").read_text()
+        )
+        assert run["metrics"] == cell["metrics"] and cell["metrics"]["n_normal"] == cell["metrics"]["n_abnormal"] == 5
