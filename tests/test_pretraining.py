@@ -15,14 +15,16 @@ from ppad.backbones import load_backbone
 from ppad.pretraining import (
     FINDING_TEXTS,
     NORMAL_TEXTS,
+    films_digest,
     label_text,
     multi_positive_contrastive,
+    normal_films,
     parse_findings,
     read_films,
     soft_targets,
 )
 from ppad.pretraining.losses import cxr_clip_loss
-from tests.conftest import NIH, needs_nih
+from tests.conftest import NIH, needs_nih, needs_zhanglab, zhanglab_manifest
 
 
 def test_findings_become_texts_of_their_label_set():
@@ -129,3 +131,34 @@ def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     again = _pretrain(table, out, *options)
     assert again.returncode == 0, again.stderr
     assert load_backbone(out).fingerprint == backbone.fingerprint
+
+
+@needs_nih
+@needs_zhanglab
+def test_pretrain_adds_a_detection_sets_training_normals_as_no_finding(tmp_path):
+    manifest = tmp_path / "zhanglab.csv"
+    test_items = zhanglab_manifest(manifest, train_normals=6, test_per_class=2)
+    extra = normal_films(manifest)
+    assert len(extra) == 6 and {(f.findings, f.split) for f in extra} == {((), "train")}
+    assert not {f.path.resolve() for f in extra} & {item.path.resolve() for item in test_items}  # test films unread
+    table = _small_table(tmp_path)
+    out = tmp_path / "pre"
+    done = _pretrain(table, out, "--normals", str(manifest), "--epochs", "2", "--batch-size", "8", "--views", "2")
+    assert done.returncode == 0, done.stderr
+    record = json.loads((out / "backbone.json").read_text())
+    assert record["data"]["train_films"] == 24 + 6 and record["data"]["val_films"] == 16
+    assert record["data"]["normals"] == {"source": str(manifest.resolve()), "films": 6}
+    films = read_films(table)
+    assert record["data_sha256"] == films_digest(films + extra) != films_digest(films)
+
+
+@needs_nih
+def test_pretrain_refuses_a_normals_set_without_normals(tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "only-abnormal"
+    (folder / "abnormal").mkdir(parents=True)
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(folder / "abnormal" / "a.png")
+    done = _pretrain(_small_table(tmp_path), tmp_path / "out", "--normals", str(folder))
+    assert done.returncode == 2 and "no training normals" in done.stderr and str(folder) in done.stderr
+    assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()

@@ -1,6 +1,6 @@
 """CXR-CLIP pre-training of a dual-tower backbone on labelled films (``ppad pretrain``)."""
 
-from ppad.pretraining.films import Film, films_digest, read_films
+from ppad.pretraining.films import Film, films_digest, normal_films, read_films
 from ppad.pretraining.losses import cxr_clip_loss, multi_positive_contrastive, soft_targets
 from ppad.pretraining.pretrain import PretrainSettings, pretrain, zero_shot_auc
 from ppad.pretraining.texts import FINDING_TEXTS, NORMAL_TEXTS, label_text, parse_findings, text_pool
@@ -14,6 +14,7 @@ __all__ = [
     "films_digest",
     "label_text",
     "multi_positive_contrastive",
+    "normal_films",
     "parse_findings",
     "pretrain",
     "read_films",

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from ppad.data.layouts import LayoutError
+from ppad.data.layouts import LayoutError, discover
 from ppad.pretraining.texts import parse_findings
 
 LABELS_FILE = "labels.csv"
@@ -52,6 +52,15 @@ def read_films(data: str | Path) -> list[Film]:
                 raise LayoutError(f"{table}:{line}: {error}") from None
             films.append(Film(table.parent / row[path_column].strip(), findings, split, row.get("view", "") or ""))
     return films
+
+
+def normal_films(data: str | Path) -> list[Film]:
+    """A detection data set's training normals as ``No Finding`` training films (abnormal films and
+    a split layout's ``test/`` folder are never read)."""
+    normals = discover(data).train_normals
+    if not normals:
+        raise LayoutError(f"{data}: no training normals found to add to pre-training")
+    return [Film(Path(path), (), "train") for path in normals]
 
 
 def films_digest(films: list[Film]) -> str:

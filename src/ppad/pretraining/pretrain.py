@@ -30,7 +30,7 @@ from ppad.backbones.towers import get_tower, sha256_of
 from ppad.data import load_images
 from ppad.errors import DataError, SettingsError
 from ppad.io import atomic_write, write_json
-from ppad.pretraining.films import Film, films_digest, read_films
+from ppad.pretraining.films import Film, films_digest, normal_films, read_films
 from ppad.pretraining.losses import cxr_clip_loss
 from ppad.pretraining.texts import text_pool
 
@@ -268,10 +268,16 @@ def pretrain(
     spec: DualTowerSpec = DualTowerSpec(),
     device: str = "cpu",
     progress: bool = True,
+    normals: str | Path | None = None,
 ) -> dict:
-    """Pre-train the heads into ``out/backbone.safetensors`` (+ ``backbone.json``); resumable."""
+    """Pre-train the heads into ``out/backbone.safetensors`` (+ ``backbone.json``); resumable.
+
+    ``normals``: a detection data set whose training normals join the training films as
+    ``No Finding`` (e.g. a site's or a population's normals; selection stays on ``data``'s val).
+    """
     out = Path(out)
-    films = read_films(data)
+    extra = normal_films(normals) if normals is not None else []
+    films = read_films(data) + extra
     backbone = DualTowerBackbone(spec).to(device)  # heads trainable, towers frozen
     identity = {"settings": settings.to_dict(), "spec": spec.to_dict(), "data_sha256": films_digest(films)}
     out.mkdir(parents=True, exist_ok=True)
@@ -285,6 +291,7 @@ def pretrain(
         **identity,
         "data": {
             "source": str(Path(data).resolve()),
+            "normals": {"source": str(Path(normals).resolve()), "films": len(extra)} if extra else None,
             "train_films": int(len(cache.train_groups)),
             "val_films": int(len(cache.val_labels)),
             "test_split": "never read",
