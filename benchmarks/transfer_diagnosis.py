@@ -136,12 +136,18 @@ def main() -> None:
     print("(5) AUC of real films projected on the normal → synthetic shift (NIH val: selectable; ZhangLab: diagnosis)")
     print(f"    {'task':20s} {'NIH memory':>11s} {'NIH embed':>10s} {'Zhang memory':>13s} {'Zhang embed':>12s}")
     masks = PPAD_REGIONS.pixel_masks(preprocessing.image_size)
+    sets = [
+        (normals, spaces(backbone, normals), real, truth)
+        for normals, real, truth in (
+            (nih_normals, nih_real, nih_labels),
+            (zhang_normals, zhang_real, labels),
+        )
+    ]
     for name in SHIFT_TASKS:
         row = []
-        for normals, real, truth in ((nih_normals, nih_real, nih_labels), (zhang_normals, zhang_real, labels)):
+        for normals, plain, real, truth in sets:
             batch = validation_batch(normals, masks, get_synthesis(name, sources=normals), seed=0)
             synthetic = spaces(backbone, batch.images[len(normals) :])
-            plain = spaces(backbone, normals)
             row += [shift_auc(plain, synthetic, real, truth, space) for space in ("memory", "embedding")]
         print(f"    {name:20s} {row[0]:11.3f} {row[1]:10.3f} {row[2]:13.3f} {row[3]:12.3f}")
 
