@@ -81,8 +81,11 @@ def test_killed_score_resumes_to_the_uninterrupted_file(run, films, straight, tm
     process.kill()
     process.wait()
     assert out.read_bytes().count(b"\n") < 701, "the run was not interrupted"
+    written = out.read_bytes()
+    rows_done = written[: written.rfind(b"\n") + 1].count(b"\n") - 1  # a torn last line is dropped
     again = subprocess.run(command, capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
+    assert f"resuming {out}: {rows_done} of 700 films already scored" in again.stderr
     assert out.read_bytes() == straight.read_bytes()
 
 

@@ -108,7 +108,7 @@ def test_missing_file_and_garbage_are_named(tmp_path):
     with pytest.raises(CheckpointError, match="nope.pt: no such file"):
         read_state_dict(tmp_path / "nope.pt")
     (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="junk.pt: cannot be read"):
+    with pytest.raises(CheckpointError, match="junk.pt: is not a backbone weights file"):
         read_state_dict(tmp_path / "junk.pt")
 
 

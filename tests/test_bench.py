@@ -165,3 +165,17 @@ def test_synth_preview_draws_every_method(tmp_path):
         assert image.size == (130 + 2 * 68, 4 * 68)  # original + 3 methods
     result = CliRunner().invoke(cli, ["synth-preview", "--out", str(tmp_path / "q.png"), "--methods", "nope"])
     assert result.exit_code == 2 and "unknown synthesis" in result.output
+
+
+def test_a_resumed_bench_says_how_many_cells_are_finished(bench, demo_data, tmp_path, caplog):
+    import logging
+    import shutil
+
+    out, _ = bench
+    resumed = shutil.copytree(out, tmp_path / "bench")
+    (resumed / "runs" / "ppad__sas" / "seed1" / "evaluation" / "metrics.json").unlink()  # killed before evaluating
+    caplog.set_level(logging.INFO, logger="ppad")
+    result = CliRunner().invoke(cli, ["bench", "--data", str(demo_data), "--out", str(resumed), *BENCH_ARGS])
+    assert result.exit_code == 0, result.output
+    assert f"resuming {resumed}: 5 of 6 cells already finished" in caplog.messages
+    assert (resumed / "table.md").read_text() == (out / "table.md").read_text()

@@ -140,6 +140,8 @@ def test_user_errors_are_one_line_not_a_traceback(demo_data, tmp_path):
         tmp_path / "r",
         "--shots",
         "8",
+        "--val-size",
+        "4",
         "--quiet",
     )
     assert result.exit_code == 2

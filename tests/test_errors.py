@@ -5,20 +5,28 @@ A user error prints one line naming the file or option and exits 2; a bug keeps 
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import subprocess
 import sys
+import zipfile
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from PIL import Image
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-import ppad.cli.score as score_module
+from ppad.backbones import CheckpointError, read_state_dict, tiny_weights_path
+from ppad.backbones.loading import BACKBONE_FILE_KINDS
 from ppad.cli.main import cli
-from ppad.data import discover
+from ppad.data import discover, draw_few_shot
+from ppad.data.readers import ImageReadError, read_image, read_image_bytes
+from ppad.errors import DataError, SettingsError
+from tests.conftest import ZHANGLAB, needs_zhanglab, run_ppad
 
 TRAIN = ["--backbone", "tiny", "--shots", "8", "--epochs", "2", "--batch-size", "4", "--val-size", "4"]
 TRAIN += ["--n-ctx", "4", "--quiet", "--device", "cpu"]
@@ -148,7 +156,7 @@ def test_internal_errors_keep_their_traceback(trained, film, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("a bug in ppad")
 
-    monkeypatch.setattr(score_module, "score_archive", broken)
+    monkeypatch.setattr("ppad.scoring.archive.score_archive", broken)
     result = invoke("score", "--run", trained, film, "--device", "cpu")
     assert result.exit_code == 1 and isinstance(result.exception, RuntimeError)
 
@@ -169,3 +177,176 @@ def test_command_table_matches_each_command_help():
     for name, (module, short) in COMMANDS.items():
         command = importlib.import_module(module).command
         assert command.name == name and command.help.splitlines()[0] == short
+
+
+# Inputs that used to leak a third party's text or mislead (issue 19, items 7, 8, 9, 11): each is
+# checked through the command as a user runs it, then at the function that words it.
+
+CLI_TRAIN = ["--shots", "8", "--val-size", "4", "--epochs", "1", "--quiet", "--device", "cpu"]
+NOT_DICOM = "cannot be decoded: not a DICOM file (no 'DICM' marker at byte 128)"
+
+
+def assert_cli_error(done: subprocess.CompletedProcess, message: str) -> None:
+    """Exit 2 and exactly one ``error:`` line on stderr, with no traceback and no third party's advice."""
+    lines = [line for line in done.stderr.splitlines() if line.startswith("error: ")]
+    assert done.returncode == 2 and lines == [f"error: {message}"], done.stderr
+    for leak in ("Traceback", "weights_only", "force=True"):
+        assert leak not in done.stderr, done.stderr
+
+
+def write_jpeg(path):
+    Image.fromarray(np.full((32, 32), 128, np.uint8)).save(path, format="JPEG")
+
+
+def write_cut_checkpoint(path):
+    whole = tiny_weights_path().read_bytes()
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "problem"),
+    [
+        ("photo.jpg", write_jpeg, f"is not a backbone weights file; expected {BACKBONE_FILE_KINDS}"),
+        (
+            "cut.pt",
+            write_cut_checkpoint,
+            "is truncated or corrupt (PytorchStreamReader failed reading zip archive: "
+            "failed finding central directory)",
+        ),
+    ],
+)
+def test_a_file_that_is_not_a_backbone_is_one_line_without_unsafe_advice(demo_data, tmp_path, name, write, problem):
+    path = tmp_path / name
+    write(path)
+    done = run_ppad("train", "--data", demo_data, "--out", tmp_path / "r", "--backbone", path, *CLI_TRAIN)
+    assert_cli_error(done, f"{path}: {problem}")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_folder_that_is_not_a_pretrain_output_names_the_missing_file(demo_data, tmp_path):
+    folder = tmp_path / "weights"
+    folder.mkdir()
+    done = run_ppad("train", "--data", demo_data, "--out", tmp_path / "r", "--backbone", folder, *CLI_TRAIN)
+    assert_cli_error(done, f"{folder}: is a folder but not a `ppad pretrain` output: it has no backbone.safetensors")
+
+
+class Pickled:
+    pass
+
+
+def save_legacy_cut(path):
+    buffer = io.BytesIO()
+    torch.save({"w": torch.zeros(64, 64)}, buffer, _use_new_zipfile_serialization=False)
+    path.write_bytes(buffer.getvalue()[:1000])
+
+
+def save_other_zip(path):
+    with zipfile.ZipFile(path, "w") as archive:
+        archive.writestr("readme.txt", "not weights")
+
+
+@pytest.mark.parametrize(
+    ("name", "write", "problem"),
+    [
+        ("empty.pt", lambda path: path.write_bytes(b""), "is empty (0 bytes)"),
+        (
+            "module.pt",
+            lambda path: torch.save(torch.nn.Linear(2, 2), path),
+            "holds pickled Python objects (torch.nn.modules.linear.Linear), not only tensors: ppad never runs code "
+            "from a weights file; save the model's state_dict() instead",
+        ),
+        (
+            "objects.pt",
+            lambda path: torch.save({"state_dict": {"x": Pickled()}}, path),
+            "holds pickled Python objects (tests.test_errors.Pickled), not only tensors: ppad never runs code "
+            "from a weights file; save the model's state_dict() instead",
+        ),
+        ("legacy.pt", save_legacy_cut, "is truncated or corrupt (unexpected EOF, expected"),
+        ("broken.safetensors", lambda path: path.write_bytes(b"hello world"), "is truncated or corrupt (Error while"),
+        ("bundle.zip", save_other_zip, "is not a backbone weights file; expected a CLIP state dict"),
+        ("notes.txt", lambda path: path.write_text("notes\n" * 40), "is not a backbone weights file; expected"),
+    ],
+)
+def test_unreadable_weights_say_what_is_wrong(tmp_path, name, write, problem):
+    path = tmp_path / name
+    write(path)
+    with pytest.raises(CheckpointError) as error:
+        read_state_dict(path)
+    assert str(error.value).startswith(f"{path}: {problem}"), str(error.value)
+    assert "weights_only" not in str(error.value) and "\n" not in str(error.value)
+
+
+def test_safetensors_are_recognised_by_content_whatever_the_name(tmp_path):
+    save_file({"w": torch.ones(2)}, str(tmp_path / "weights.bin"))
+    assert torch.equal(read_state_dict(tmp_path / "weights.bin")["w"], torch.ones(2))
+
+
+def test_a_text_file_named_dcm_is_not_a_dicom_file(trained, tmp_path):
+    notes = tmp_path / "notes.dcm"
+    notes.write_text("patient notes, not a film\n")
+    out = tmp_path / "s.csv"
+    done = run_ppad("score", "--run", trained, notes, "--out", out, "--quiet", "--device", "cpu")
+    assert done.returncode == 2 and f"skipped: {notes}: {NOT_DICOM}" in done.stderr.splitlines(), done.stderr
+    assert_cli_error(done, f"none of the 1 inputs could be scored (each file's problem: {out})")
+    assert out.read_text().splitlines()[1].endswith(f",{NOT_DICOM}")
+
+
+def test_the_dicom_readers_word_a_non_dicom_file_alike(tmp_path):
+    (tmp_path / "notes.dcm").write_text("patient notes\n")
+    with pytest.raises(ImageReadError, match=r"^notes\.dcm: cannot be decoded: not a DICOM file"):
+        read_image_bytes(b"patient notes\n", "notes.dcm")  # what `ppad serve` reads an upload with
+    with pytest.raises(ImageReadError) as error:
+        read_image(tmp_path / "notes.dcm")
+    assert error.value.problem == NOT_DICOM
+    (tmp_path / "empty.png").write_bytes(b"")
+    with pytest.raises(ImageReadError, match="empty.png: is empty"):
+        read_image(tmp_path / "empty.png")
+
+
+def test_a_draw_that_cannot_fill_validation_is_refused_with_the_numbers(tmp_path):
+    pool = [tmp_path / f"{i:03d}.png" for i in range(50)]
+    with pytest.raises(DataError) as error:
+        draw_few_shot(pool, 40, 16, seed=0)
+    assert str(error.value) == (
+        "--shots 40 + --val-size 16 need 56 normal training images; "
+        "the data set has only 50: lower --shots or --val-size"
+    )
+    with pytest.raises(DataError) as error:
+        draw_few_shot(pool, 60, 0, seed=0)
+    assert str(error.value) == "--shots 60 needs 60 normal training images; the data set has only 50: lower --shots"
+    with pytest.raises(SettingsError, match="--val-size must be at least 0, got -1"):
+        draw_few_shot(pool, 8, -1, seed=0)
+    assert len(draw_few_shot(pool, 40, 10, seed=0).validation) == 10  # exactly full: allowed
+    assert draw_few_shot(pool, 50, 0, seed=0).validation == []  # --val-size 0 stays possible
+
+
+def test_too_few_normals_for_shots_and_validation_is_refused_before_the_backbone(demo_data, tmp_path):
+    missing = tmp_path / "not-loaded.pt"  # named only if the backbone were loaded first
+    args = ["--shots", "22", "--val-size", "4", "--backbone", missing, "--quiet", "--device", "cpu"]
+    done = run_ppad("train", "--data", demo_data, "--out", tmp_path / "r", *args)
+    assert_cli_error(
+        done,
+        "--shots 22 + --val-size 4 need 26 normal training images; "
+        "the data set has only 24: lower --shots or --val-size",
+    )
+    assert not (tmp_path / "r").exists()
+
+
+@needs_zhanglab
+def test_real_films_too_few_normals_for_the_default_validation(tmp_path):
+    available = len(discover(ZHANGLAB).train_normals)
+    shots = available - 41  # the report: --shots 1300 of 1341 normals left 41 for validation, not 64
+    args = ["--shots", shots, "--backbone", tmp_path / "not-loaded.pt", "--quiet", "--device", "cpu"]
+    done = run_ppad("train", "--data", ZHANGLAB, "--out", tmp_path / "r", *args)
+    assert_cli_error(
+        done,
+        f"--shots {shots} + --val-size 64 need {shots + 64} normal training images; "
+        f"the data set has only {available}: lower --shots or --val-size",
+    )
+
+
+def test_val_size_zero_still_trains_on_the_last_epoch(demo_data, tmp_path):
+    result = invoke("train", "--data", demo_data, "--out", tmp_path / "r", *TRAIN, "--shots", "24", "--val-size", "0")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((tmp_path / "r" / "manifest.json").read_text())
+    assert manifest["validation"]["normals"] == 0 and len(manifest["split"]["support"]) == 24

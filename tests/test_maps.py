@@ -13,6 +13,7 @@ from ppad.errors import SettingsError, UnknownNameError
 from ppad.maps import anomaly_maps, applicable_map_methods, render_overlay, resolve_map_method, to_original
 from ppad.maps.dense import memory_map, text_map
 from ppad.maps.files import write_maps
+from ppad.maps.overlay import display_range, wrap_lines
 from ppad.methods import get_method
 from tests.conftest import NIH, needs_nih
 
@@ -92,9 +93,9 @@ def test_overlay_holds_film_legend_and_text():
     amap = np.zeros_like(film)
     amap[80:120, 100:140] = 3.0
     image = render_overlay(film, amap, ["left lung", "", "memory"], np.array([0.2, 0.9, 0.5]), 0.9, "film.png")
-    assert image.mode == "RGB" and image.height == 320 and image.width > 300
+    assert image.mode == "RGB" and image.height == 341 and image.width > 512  # a small film is shown at 512 px
     pixels = np.asarray(image)
-    assert (pixels[100, 120] != pixels[100, 120].mean()).any()  # coloured where the map is high
+    assert (pixels[171, 205] != pixels[171, 205].mean()).any()  # coloured where the map is high
     assert (pixels[10, 20] == pixels[10, 20, 0]).all()  # gray where it is low
     big = render_overlay(
         np.zeros((2048, 1024), np.float32), np.zeros((2048, 1024), np.float32), [""], np.array([0.1]), 0.1
@@ -102,6 +103,25 @@ def test_overlay_holds_film_legend_and_text():
     assert big.height == 1024
     with pytest.raises(ValueError, match="same shape"):
         render_overlay(film, amap[:10], [""], np.array([0.1]), 0.1)
+
+
+def test_overlay_legend_says_where_the_display_clips_the_map():
+    amap = np.linspace(-0.679, 0.769, 10_000).reshape(100, 100)
+    (low, high), (low_label, high_label) = display_range(amap)
+    assert amap.min() < low < high < amap.max()
+    assert low_label == f"<= {low:.3g}" and high_label == f">= {high:.3g}"
+    assert display_range(np.zeros((4, 4)))[1] == ("0", "0")  # nothing clipped: plain values
+
+
+def test_overlay_title_keeps_the_whole_file_name():
+    from PIL import Image, ImageDraw, ImageFont
+
+    draw, font = ImageDraw.Draw(Image.new("RGB", (10, 10))), ImageFont.load_default(size=14)
+    name = "person1_virus_6_a_very_long_file_name_from_an_archive.jpeg"
+    lines = wrap_lines(draw, font, name, 120)
+    assert "".join(lines) == name and len(lines) > 1
+    assert all(draw.textlength(line, font=font) <= 120 for line in lines)
+    assert wrap_lines(draw, font, "bright = least like the normals", 400) == ["bright = least like the normals"]
 
 
 def test_write_maps_keeps_going_past_bad_files_and_names_collisions(backbone, films, tmp_path):

@@ -117,7 +117,6 @@ def test_view_probabilities_equal_the_training_path_view_by_view(backbone, image
     assert views.shape == (3, len(model.regions))
     torch.testing.assert_close(views, torch.stack(per_view, dim=1), rtol=0, atol=1e-5)
     if name == "ppad":  # the image prompt makes the views' image features differ
-        embeddings = backbone.input_embeddings(images)
         with torch.no_grad():
-            left, whole = (model.view_image_features(embeddings, v) for v in (0, 4))
+            left, whole = model.view_features(images)[:, [0, 4]].unbind(dim=1)
         assert (left - whole).abs().max() > 1e-3

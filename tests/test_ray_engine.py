@@ -23,13 +23,15 @@ def rows(path: Path) -> list[dict]:
 
 
 def assert_same_scores(found: list[dict], expected: list[dict]) -> None:
-    """Same rows in the same order; probabilities equal up to float32 batch-composition rounding."""
+    """Same rows in the same order; probabilities equal up to float32 batch-composition rounding
+    (the memory's calibration divides distances by their spread among normals, ~0.008 on cxr-lite,
+    which magnifies the tower's float32 noise about 120×: 1e-5 between batch sizes 32 and 1)."""
     assert [r["path"] for r in found] == [r["path"] for r in expected]
     for row, reference in zip(found, expected):
         assert row["error"] == reference["error"] and row["prediction"] == reference["prediction"]
         for column in (c for c in row if c == "score" or c.startswith("p_")):
             if reference[column]:
-                assert abs(float(row[column]) - float(reference[column])) <= 2e-6, (row["path"], column)
+                assert abs(float(row[column]) - float(reference[column])) <= 2e-5, (row["path"], column)
 
 
 @needs_zhanglab

@@ -24,8 +24,13 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
     assert done.returncode == 0, done.stderr
     config = json.loads((run / "config.json").read_text())
     assert config["backbone"]["source"] == "cxr-lite" and config["method"] == method
-    calibration = json.loads((run / "manifest.json").read_text())["result"]["calibration"]
+    result = json.loads((run / "manifest.json").read_text())["result"]
+    calibration = result["calibration"]
     assert calibration["memory_scale"] > 0
+    if method != "knn":  # issue 19: the fusion weight and both validation AUCs, each named
+        weight = calibration["fusion_weight"]
+        assert f"fusion weight {weight:g} chosen on validation" in done.stdout
+        assert f"validation AUC {result['best_val_auc']:.3f} (fused score; prompts alone" in done.stdout
 
     done = ppad("evaluate", "--run", run, "--data", manifest, "--quiet", "--bootstrap", "100", "--device", "cpu")
     assert done.returncode == 0, done.stderr
@@ -49,6 +54,16 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
             weight = calibration["fusion_weight"]
             expected = weight * prompt + (1 - weight) * memory
         assert float(row["score"]) == pytest.approx(expected, abs=2e-6)
+        # "where" names what drove the score: the memory when its weighted part is the larger
+        if method != "knn" and (1 - weight) * memory >= weight * prompt:
+            assert row["top_view"] == "memory"
+        elif method != "knn":
+            names = [k for k in row if k.startswith("p_") and k != "p_memory"]
+            assert row["top_view"] == max(names, key=lambda k: float(row[k]))[2:].replace("_", " ")
+        else:
+            assert row["top_view"] == "memory"
+    document = json.loads((tmp_path / "s.json").read_text())
+    assert document["fusion_weight"] == (None if method == "knn" else calibration["fusion_weight"])
 
     if method != "knn":
         return

@@ -61,10 +61,12 @@ def test_killed_train_resumes_to_the_uninterrupted_result(demo_data, tmp_path):
         time.sleep(0.05)
     process.kill()
     process.wait()
-    assert 2 <= _epochs_done(out) < epochs, "the run was not interrupted mid-way"
+    done = _epochs_done(out)
+    assert 2 <= done < epochs, "the run was not interrupted mid-way"
 
     again = subprocess.run(_command(demo_data, out, epochs), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr  # the identical command is a resume, not a conflict
+    assert f"resuming {out} at epoch {done + 1} of {epochs}" in again.stderr  # said in one line, not only a bar
     assert _epochs_done(out) == epochs
     for name in PROMPT_FILES.values():
         a, b = load_file(str(tmp_path / "straight" / name)), load_file(str(out / name))

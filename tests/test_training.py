@@ -181,3 +181,21 @@ def test_a_run_written_before_a_setting_existed_still_resumes(trained, demo_data
     with pytest.raises(RunConflictError, match="settings.loss"):
         other = TrainSettings(**{**SMALL.to_dict(), "loss": "two-sigmoid"})
         train_run(demo_data, run_dir, "tiny", settings=other, config=PPADConfig(n_ctx=4), device="cpu", progress=False)
+
+
+@pytest.mark.parametrize(
+    ("method", "label", "wrong"), [("ppad", "val_auc=", "val_auc_prompt="), ("ppad+knn", "val_auc_prompt=", "val_auc=")]
+)
+def test_the_progress_bars_name_what_they_validate_and_show_every_phase(
+    demo_data, tmp_path, capsys, method, label, wrong
+):
+    """A fused method is validated on its prompt part during training: the bar says so."""
+    settings = TrainSettings(shots=6, epochs=2, batch_size=3, validation_size=4, seed=1)
+    manifest = train_run(demo_data, tmp_path / "run", "tiny", settings=settings, method=method, device="cpu")
+    bars = capsys.readouterr().err
+    final = [line for line in bars.replace("\r", "\n").splitlines() if line.startswith("training: 100%")][-1]
+    assert f"{label}{manifest.result['history'][-1]['val_auc']:.4f}" in final and wrong not in final
+    phases = ["loading backbone", "reading support set", "reading validation normals", "validating"]
+    if method.endswith("+knn"):
+        phases += ["memory: support normals", "memory: calibrating", "fusion weight"]
+    assert all(phase in bars for phase in phases), [phase for phase in phases if phase not in bars]

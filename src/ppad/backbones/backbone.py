@@ -114,6 +114,11 @@ class ClipBackbone(nn.Module):
         """Frozen descriptor for the few-shot memory: the unit-norm image embedding."""
         return F.normalize(self.encode_image(images), dim=-1)
 
+    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(encode_image(images), memory_features(images))`` from one pass through the tower."""
+        features = self.encode_image(images)
+        return features, F.normalize(features, dim=-1)
+
     def _positional_embedding(self, grid: int) -> torch.Tensor:
         """The positional embedding for a ``grid`` × ``grid`` patch layout (bicubic-resampled)."""
         table = self.clip.visual.positional_embedding

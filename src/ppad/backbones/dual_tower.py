@@ -5,7 +5,8 @@ average-pooled, L2-normalised per stage and concatenated, then a learned linear 
 into the joint space. Text tower: a BERT-style sentence encoder (all-MiniLM-L6-v2 from its wheel),
 entered at the input-embedding level, mean-pooled over the attention mask as the sentence
 encoder was trained, L2-normalised, then a learned linear head. Only the heads and the logit
-scale are learned by ``ppad pretrain``; both towers stay exactly as their wheels ship them.
+scale are learned by ``ppad pretrain``; both towers stay exactly as their wheels ship them (the
+image tower runs as a copy with its batch norms folded into its convolutions, the same function).
 
 Its input embedding, where an image prompt acts, is the normalised image itself: a pixel-space
 prompt ``x ⊙ M + P ⊙ (1 − M)`` isolates a region exactly on any image tower.
@@ -26,6 +27,7 @@ from torch import nn
 from transformers import BertConfig, BertModel
 
 from ppad.backbones.backbone import weights_fingerprint
+from ppad.backbones.folded import channels_last, folded_tower
 from ppad.backbones.loading import CheckpointError
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.towers import get_tower
@@ -118,6 +120,7 @@ class DualTowerBackbone(nn.Module):
         self.architecture = spec
         self.source = source or spec.name
         self.image_tower = build_image_tower(spec)
+        self.folded_image_tower = folded_tower(self.image_tower)  # what runs (:mod:`ppad.backbones.folded`)
         self.text_tower, self.tokenizer = build_text_tower(spec)
         self.image_tower.requires_grad_(False)
         self.text_tower.requires_grad_(False)
@@ -192,10 +195,17 @@ class DualTowerBackbone(nn.Module):
         return torch.from_numpy(regions.pixel_masks(image_size).astype(np.float32))[:, None].to(self.device)
 
     def stage_features(self, images: torch.Tensor, stages: tuple[int, ...]) -> list[torch.Tensor]:
-        """Average-pooled, unit-norm features of the given stages (+ the head when ``-1`` is asked)."""
-        final, intermediates = self.image_tower.forward_intermediates(images, indices=[s for s in stages if s >= 0])
-        maps = [*intermediates, final] if -1 in stages else intermediates
-        return [F.normalize(m.mean(dim=(2, 3)), dim=-1) for m in maps]
+        """Average-pooled, unit-norm features of the given stages (``-1``: the head), in the order asked.
+
+        One pass through the tower, which stops after the last stage asked unless the head is."""
+        tower, indices, images = self.folded_image_tower, sorted({s for s in stages if s >= 0}), channels_last(images)
+        if -1 in stages:
+            final, maps = tower.forward_intermediates(images, indices=indices)
+        else:  # e.g. the memory alone: the later stages and the head are not needed
+            final = None
+            maps = tower.forward_intermediates(images, indices=indices, stop_early=True, intermediates_only=True)
+        by_stage = {-1: final, **dict(zip(indices, maps))}
+        return [F.normalize(by_stage[stage].mean(dim=(2, 3)), dim=-1) for stage in stages]
 
     def image_head_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the learned image head sees: the frozen tower's pooled stages, concatenated."""
@@ -210,6 +220,13 @@ class DualTowerBackbone(nn.Module):
     def memory_features(self, images: torch.Tensor) -> torch.Tensor:
         """Frozen mid-level descriptor for the few-shot memory: pooled stages, unit norm."""
         return F.normalize(torch.cat(self.stage_features(images, self.architecture.memory_stages), dim=-1), dim=-1)
+
+    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(encode_image(images), memory_features(images))`` from one pass through the tower."""
+        head_stages = (*self.architecture.image_stages, -1)
+        pooled = self.stage_features(images, (*head_stages, *self.architecture.memory_stages))
+        head_inputs, memory = pooled[: len(head_stages)], pooled[len(head_stages) :]
+        return self.image_head(torch.cat(head_inputs, dim=-1)), F.normalize(torch.cat(memory, dim=-1), dim=-1)
 
     # --- text tower ------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> torch.Tensor:

@@ -13,15 +13,16 @@ from ppad.backbones.architectures import get_architecture
 from ppad.backbones.backbone import ClipBackbone
 from ppad.backbones.device import resolve_device
 from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
-from ppad.backbones.loading import CheckpointError, load_clip_weights
+from ppad.backbones.loading import CheckpointError, load_clip_weights, unreadable_checkpoint
 from ppad.backbones.protocol import Backbone
+from ppad.choices import DEFAULT_BACKBONE
 from ppad.io import atomic_write, cache_dir
 
 TINY = "tiny"
 TINY_SEED = 0
-DEFAULT_BACKBONE = "cxr-lite"
 SHIPPED_DIR = Path(__file__).parent / "weights"
 DUAL_TOWER_FORMAT = "ppad-dual-tower"
+PRETRAINED_FILE = "backbone.safetensors"  # what a `ppad pretrain` folder holds
 
 
 def shipped_backbones() -> list[str]:
@@ -65,9 +66,23 @@ def _dual_tower_heads(path: Path) -> tuple[DualTowerSpec, dict[str, torch.Tensor
             if metadata.get("format") != DUAL_TOWER_FORMAT:
                 return None
             heads = {key: handle.get_tensor(key) for key in handle.keys()}
-        return DualTowerSpec.from_dict(json.loads(metadata["spec"])), heads
     except Exception as error:  # noqa: BLE001 - a broken file is named, whatever broke
-        raise CheckpointError(path, f"cannot be read as a backbone ({type(error).__name__}: {error})") from error
+        raise unreadable_checkpoint(path, error) from error
+    try:
+        return DualTowerSpec.from_dict(json.loads(metadata["spec"])), heads
+    except Exception as error:  # noqa: BLE001 - a broken record is named, whatever broke
+        raise CheckpointError(
+            path, f"has a broken {DUAL_TOWER_FORMAT} spec ({type(error).__name__}: {error})"
+        ) from error
+
+
+def _pretrained_file(path: Path) -> Path:
+    """A `ppad pretrain` folder stands for the heads file inside it; any other path is itself."""
+    if not path.is_dir():
+        return path
+    if not (path / PRETRAINED_FILE).is_file():
+        raise CheckpointError(path, f"is a folder but not a `ppad pretrain` output: it has no {PRETRAINED_FILE}")
+    return path / PRETRAINED_FILE
 
 
 def load_backbone(
@@ -83,21 +98,19 @@ def load_backbone(
     """
     device = resolve_device(device)
     name = str(spec)
+    if name == TINY:
+        clip, arch = load_clip_weights(tiny_weights_path(), TINY)
+        return ClipBackbone(clip, arch, source=TINY).to(device)
     if name in shipped_backbones():
         path, source = SHIPPED_DIR / f"{name}.safetensors", name
     else:
-        path = Path(spec).expanduser()
-        if path.is_dir() and (path / "backbone.safetensors").is_file():
-            path = path / "backbone.safetensors"
+        path = _pretrained_file(Path(spec).expanduser())
         source = str(path.resolve())
-    if name != TINY:
-        dual = _dual_tower_heads(path) if path.is_file() else None
-        if dual is not None:
-            return DualTowerBackbone(dual[0], dual[1], source).freeze().to(device)
-    if name == TINY:
-        path, source = tiny_weights_path(), TINY
-    elif not path.exists():
+    if not path.exists():
         known = ", ".join([*shipped_backbones(), TINY])
         raise CheckpointError(path, f"no such file, and not a backbone name ({known})")
-    clip, arch = load_clip_weights(path, TINY if name == TINY else architecture)
+    dual = _dual_tower_heads(path)
+    if dual is not None:
+        return DualTowerBackbone(dual[0], dual[1], source).freeze().to(device)
+    clip, arch = load_clip_weights(path, architecture)
     return ClipBackbone(clip, arch, source=source).to(device)

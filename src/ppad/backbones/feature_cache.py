@@ -59,6 +59,9 @@ class FeatureCache(nn.Module):
     def memory_features(self, images: torch.Tensor) -> torch.Tensor:
         return self._cached("memory", self.backbone.memory_features, images)
 
+    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_image(images), self.memory_features(images)
+
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._store), "bytes": self.stored_bytes}
 

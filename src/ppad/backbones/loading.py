@@ -8,11 +8,15 @@ Accepted files, detected by content rather than by name:
 * an OpenAI TorchScript archive (``ViT-B-32.pt`` as published by OpenAI);
 * a safetensors file.
 
-Pickles are read with ``weights_only=True``: no code in a checkpoint is ever executed.
+Pickles are read with ``weights_only=True``: no code in a checkpoint is ever executed. A file
+that cannot be read is named with what is wrong with it (not a weights file, truncated or
+corrupt, pickled objects other than tensors), never with the reader's own advice.
 """
 
 from __future__ import annotations
 
+import re
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -26,6 +30,12 @@ from ppad.errors import FileProblem
 # mask that traced/scripted exports include although it is derived from the context length.
 NON_WEIGHT_KEYS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
 SAFETENSORS_SUFFIXES = (".safetensors",)
+BACKBONE_FILE_KINDS = (
+    "a CLIP state dict .pt (as CheXzero ships), an OpenAI JIT archive, an open_clip checkpoint, "
+    "a .safetensors file, or a `ppad pretrain` folder"
+)
+ZIP_MAGIC = b"PK\x03\x04"  # torch.save's format and TorchScript archives
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46\xf9\x20\x6a\xa8\x50\x19"  # torch.save before 1.6
 
 
 class CheckpointError(FileProblem):
@@ -38,17 +48,59 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise CheckpointError(path, "no such file")
     try:
-        if path.suffix in SAFETENSORS_SUFFIXES:
-            raw = load_safetensors(str(path))
-        elif _is_torchscript(path):
-            raw = torch.jit.load(str(path), map_location="cpu").state_dict()
-        else:
-            raw = torch.load(path, map_location="cpu", weights_only=True)
-    except CheckpointError:
-        raise
+        with warnings.catch_warnings():  # torch's deprecation and pickle-protocol notes never reach the user
+            warnings.simplefilter("ignore")
+            if _is_safetensors(path, _head(path)):
+                raw = load_safetensors(str(path))
+            elif _is_torchscript(path):
+                raw = torch.jit.load(str(path), map_location="cpu").state_dict()
+            else:
+                raw = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # noqa: BLE001 - every reader failure becomes a named error
-        raise CheckpointError(path, f"cannot be read as a checkpoint ({type(error).__name__}: {error})") from error
+        raise unreadable_checkpoint(path, error) from error
     return _flatten(raw, path)
+
+
+def unreadable_checkpoint(path: Path, error: Exception) -> CheckpointError:
+    """What is wrong with a weights file a reader refused, judged from the file's first bytes and the error.
+
+    The reader's message is cut to its diagnosis: PyTorch's advice to retry with
+    ``weights_only=False`` (which would run code from the file) never reaches the user."""
+    if isinstance(error, OSError):  # permissions, a vanished file: the system's words are the diagnosis
+        return CheckpointError(path, f"cannot be read ({error.strerror or error})")
+    head = _head(path)
+    if not head:
+        return CheckpointError(path, "is empty (0 bytes)")
+    disallowed = re.search(r"GLOBAL ([\w.]+)", str(error))
+    if disallowed:
+        return CheckpointError(
+            path,
+            f"holds pickled Python objects ({disallowed[1]}), not only tensors: ppad never runs code from a "
+            "weights file; save the model's state_dict() instead",
+        )
+    if _is_safetensors(path, head) or head.startswith(LEGACY_TORCH_MAGIC) or _is_torch_zip(path, head):
+        return CheckpointError(path, f"is truncated or corrupt ({_diagnosis(error)})")
+    return CheckpointError(path, f"is not a backbone weights file; expected {BACKBONE_FILE_KINDS}")
+
+
+def _head(path: Path) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read(len(LEGACY_TORCH_MAGIC))
+
+
+def _is_safetensors(path: Path, head: bytes) -> bool:
+    """By suffix, or by content: the JSON header's length (8 bytes, little-endian), then ``{``."""
+    return path.suffix in SAFETENSORS_SUFFIXES or head[8:9] == b"{"
+
+
+def _is_torch_zip(path: Path, head: bytes) -> bool:
+    """A zip archive as torch.save and TorchScript write it (a ``data.pkl`` inside), or a cut one."""
+    if not head.startswith(ZIP_MAGIC):
+        return False
+    if not zipfile.is_zipfile(path):
+        return True  # its central directory is missing: truncated
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("data.pkl") for name in archive.namelist())
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -56,6 +108,16 @@ def _is_torchscript(path: Path) -> bool:
         return False
     with zipfile.ZipFile(path) as archive:
         return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _diagnosis(error: Exception) -> str:
+    """The reader's diagnosis without its advice: ``WeightsUnpickler error: X`` → X, else the first sentence."""
+    text = str(error)
+    unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    if unpickler:
+        text = unpickler[1]
+    text = re.sub(r"^\[enforce fail at [^\]]*\]\s*\.?\s*", "", text.strip())
+    return re.split(r"\.\s|\n", text, maxsplit=1)[0].rstrip(".") or type(error).__name__
 
 
 def _flatten(raw: object, path: Path) -> dict[str, torch.Tensor]:

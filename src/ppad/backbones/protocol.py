@@ -29,6 +29,8 @@ class Backbone(Protocol):
     * Image side: ``input_embeddings`` (ViT: patch embeddings; CNN: the normalised pixels) is
       where an image prompt replaces what lies outside a region, ``E ⊙ M + P ⊙ (1 − M)``, with
       ``M`` from ``region_keep``; ``encode_input_embeddings`` finishes the tower.
+      ``memory_features`` is the few-shot memory's frozen descriptor; ``encode_image_and_memory``
+      gives it with the unprompted image's features from a single pass.
     * Text side: ``token_embeddings`` of prompt ids (with placeholder slots for learned context)
       go through ``encode_token_embeddings``, pooled at/up to ``eot_index``.
     """
@@ -61,6 +63,8 @@ class Backbone(Protocol):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def memory_features(self, images: torch.Tensor) -> torch.Tensor: ...
+
+    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def tokenize(self, texts: list[str]) -> torch.Tensor: ...
 

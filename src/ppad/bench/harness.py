@@ -17,6 +17,7 @@ from tqdm.auto import tqdm
 
 from ppad.backbones import Backbone, FeatureCache, load_backbone
 from ppad.data import DatasetIndex, discover
+from ppad.data.fewshot import check_pool_size
 from ppad.io import write_json
 from ppad.methods import get_method
 from ppad.methods.presets import PPAD, Preset, preset_ablation
@@ -162,6 +163,7 @@ def run_bench(
 
     out = Path(out)
     index = discover(data)
+    check_pool_size(len(index.train_normals), settings.shots, settings.validation_size)  # before the backbone loads
     cells = plan(methods, syntheses, seeds, presets)
     # Every cell encodes the same test films (and a fused cell what its base cell encoded):
     # frozen tower outputs are computed once for the whole table.

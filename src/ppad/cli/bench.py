@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ppad.bench import ABLATIONS, run_bench
-from ppad.bench.harness import Ablation
+from ppad.choices import ABLATION_NAMES, METHOD_NAMES
 from ppad.cli.options import (
     backbone_options,
     chosen_preset,
@@ -18,8 +19,22 @@ from ppad.cli.options import (
     quiet_option,
     schedule_options,
 )
-from ppad.methods import METHODS
-from ppad.training import TrainSettings
+
+if TYPE_CHECKING:
+    from ppad.bench import Cell
+
+log = logging.getLogger("ppad")
+
+
+def say_if_resuming(out: Path, cells: list[Cell]) -> None:
+    """One line when ``out`` holds cells of an earlier, interrupted bench: how many are finished
+    (trained and evaluated, so they are reused)."""
+    from ppad.runs import RunFolder
+
+    if not (out / "runs").is_dir():
+        return
+    finished = sum(RunFolder(out / "runs" / cell.folder).metrics_path().is_file() for cell in cells)
+    log.info("resuming %s: %d of %d cells already finished", out, finished, len(cells))
 
 
 @click.command(name="bench")
@@ -32,7 +47,10 @@ from ppad.training import TrainSettings
     help="Bench folder (finished cells with the same settings are reused; other settings are refused).",
 )
 @click.option(
-    "--methods", default="zeroshot,coop,ppad", show_default=True, help=f"Comma-separated, of: {', '.join(METHODS)}."
+    "--methods",
+    default="zeroshot,coop,ppad",
+    show_default=True,
+    help=f"Comma-separated, of: {', '.join(METHOD_NAMES)}.",
 )
 @click.option("--seeds", default="0,1,2,3,4", show_default=True)
 @click.option(
@@ -42,7 +60,7 @@ from ppad.training import TrainSettings
 )
 @click.option(
     "--ablation",
-    type=click.Choice(sorted(ABLATIONS)),
+    type=click.Choice(sorted(ABLATION_NAMES)),
     default=None,
     help="Table 3 (prompts) or Table 4 (synthesis) rows, overriding --methods/--synthesis; or 'preset': "
     "ppad, each reference choice alone, all reference (overriding the preset options too).",
@@ -76,6 +94,14 @@ def command(
     quiet,
 ) -> None:
     """Methods × seeds (× syntheses, × presets) → results.json, table.md (mean ± std) and roc.png."""
+    try:
+        seed_list = [int(seed) for seed in names(seeds)]
+    except ValueError:
+        raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
+    from ppad.bench import ABLATIONS, plan, run_bench
+    from ppad.bench.harness import Ablation
+    from ppad.training import TrainSettings
+
     choices = chosen_preset(
         preset,
         region_sides=region_sides,
@@ -88,10 +114,8 @@ def command(
     settings = TrainSettings(
         shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, val_every=val_every
     )
-    try:
-        seed_list = [int(seed) for seed in names(seeds)]
-    except ValueError:
-        raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
+    presets = chosen.presets or (choices,)
+    say_if_resuming(out, plan(chosen.methods, chosen.syntheses, seed_list, presets))
     run_bench(
         data,
         out,
@@ -103,7 +127,7 @@ def command(
         arch,
         device,
         not quiet,
-        presets=chosen.presets or (choices,),
+        presets=presets,
     )
     click.echo((out / "table.md").read_text().rstrip())
     click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")

@@ -7,11 +7,9 @@ from pathlib import Path
 
 import click
 
-from ppad.backbones import DEFAULT_BACKBONE
+from ppad.choices import DEFAULT_BACKBONE
 from ppad.cli.options import quiet_option
-from ppad.data import write_demo_dataset
-from ppad.scoring import evaluate_run, format_metrics
-from ppad.training import TrainSettings, train_run
+from ppad.cli.summaries import fusion_line, validation_text
 
 DEMO_SHOTS = 32
 DEMO_VALIDATION = 32
@@ -20,6 +18,10 @@ DEMO_METHOD = "ppad+knn"  # PPAD's prompts fused with the few-shot memory, weigh
 
 def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -> dict:
     """Generate data, train, evaluate; returns the evaluation metrics."""
+    from ppad.data import write_demo_dataset
+    from ppad.scoring import evaluate_run, format_metrics
+    from ppad.training import TrainSettings, train_run
+
     start = time.perf_counter()
     data = write_demo_dataset(out / "data", n_train=DEMO_SHOTS + DEMO_VALIDATION, seed=seed)
     run_dir = out / "run"
@@ -34,13 +36,13 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     click.echo(
         f"data: {data} ({manifest.record['data']['train_normals']} train normals, {len(result.labels)} test images)"
     )
-    weight = best["calibration"].get("fusion_weight")
     click.echo(
-        f"model: {DEMO_METHOD}, epoch {best['best_epoch']} of {epochs}, prompt weight {weight} chosen on validation; "
-        f"validation AUC {best['best_val_auc']:.3f} (held-out normals + SAS)"
+        f"model: {DEMO_METHOD}, epoch {best['best_epoch']} of {epochs}; {validation_text(best)} "
+        "on held-out normals + SAS"
     )
+    click.echo(fusion_line(best["calibration"]["fusion_weight"]))
     click.echo(format_metrics(result.metrics))
-    click.echo(f"files: {run_dir} (prompts, manifest) and {files['metrics'].parent} (metrics, scores)")
+    click.echo(f"files: {run_dir} (prompts, manifest) and {files['metrics'].parent} (metrics, scores, figures)")
     click.echo(
         f"note: generated films and the shipped {DEFAULT_BACKBONE} backbone; for real results train on your "
         "normals (--data) and read the README's ZhangLab table."

@@ -8,13 +8,10 @@ from pathlib import Path
 
 import click
 
+from ppad.choices import DEFAULT_MAP_METHOD, MAP_METHOD_NAMES
 from ppad.cli.options import device_option, quiet_option, trained_run_options
 from ppad.errors import SettingsError
 from ppad.io import write_json
-from ppad.maps import DEFAULT_MAP_METHOD, MAP_METHODS, applicable_map_methods
-from ppad.runs import RunFolder
-from ppad.scoring import evaluate_run, format_metrics
-from ppad.scoring.localization import evaluate_localization, format_localization
 
 
 @click.command(name="evaluate")
@@ -30,7 +27,7 @@ from ppad.scoring.localization import evaluate_localization, format_localization
     "--map-method",
     "map_methods",
     multiple=True,
-    type=click.Choice([DEFAULT_MAP_METHOD, "all", *MAP_METHODS]),
+    type=click.Choice([DEFAULT_MAP_METHOD, "all", *MAP_METHOD_NAMES]),
     help="Map(s) to localize with --boxes (repeatable; 'all' = every one that applies) [default: auto].",
 )
 @click.option(
@@ -46,6 +43,11 @@ def command(run_dir, backbone, checkpoint, batch_size, data, boxes, map_methods,
     """Metrics on the test split (files the run trained or validated on are left out)."""
     if data is None and boxes is None:
         raise SettingsError("give --data (a labelled test split), --boxes (a boxes CSV) or both")
+    from ppad.maps import applicable_map_methods
+    from ppad.runs import RunFolder
+    from ppad.scoring import evaluate_run, format_metrics
+    from ppad.scoring.localization import evaluate_localization, format_localization
+
     run = RunFolder(run_dir)
     out = out or run.evaluation_dir
     model = run.load_model(backbone, checkpoint, device)  # the backbone is loaded once for both parts
@@ -57,6 +59,7 @@ def command(run_dir, backbone, checkpoint, batch_size, data, boxes, map_methods,
         if result.excluded:
             click.echo(f"left out {len(result.excluded)} test images the run trained or validated on")
         click.echo(f"metrics → {files['metrics']}")
+        click.echo(f"figures → {', '.join(str(path) for path in files['figures'].values())}")
     if boxes is not None:
         names = list(map_methods) or [DEFAULT_MAP_METHOD]
         if "all" in names:

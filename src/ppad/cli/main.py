@@ -46,6 +46,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "ppad.cli.demo",
         "The embedded default: generated radiographs, the shipped cxr-lite backbone, train → score → evaluate.",
     ),
+    "lungs": ("ppad.cli.lungs", "Lung-field masks, overlays and a CSV (areas, trust flag) with the shipped segmenter."),
+    "lungs-train": ("ppad.cli.lungs_train", "Regenerate the shipped lung segmenter from a lung-masks folder."),
 }
 
 

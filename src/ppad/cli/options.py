@@ -1,18 +1,32 @@
-"""Command-line options shared by several ``ppad`` commands."""
+"""Command-line options shared by several ``ppad`` commands.
+
+Light on purpose: choices come from :mod:`ppad.choices`, so an option error is reported before
+any PyTorch module is imported (command bodies import what they need after the checks).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from ppad.backbones import ARCHITECTURES, DEFAULT_BACKBONE
-from ppad.maps import DEFAULT_MAP_METHOD, MAP_METHODS
-from ppad.methods.presets import PRESETS, Preset, get_preset
-from ppad.regions import PATCH_RULES, SIDES
-from ppad.runs import PROMPT_FILES
-from ppad.training.loop import LOSSES
+from ppad.choices import (
+    ARCHITECTURE_NAMES,
+    CHECKPOINTS,
+    DEFAULT_BACKBONE,
+    DEFAULT_MAP_METHOD,
+    LOSS_NAMES,
+    MAP_METHOD_NAMES,
+    PATCH_RULE_NAMES,
+    PRESET_NAMES,
+    SIDES,
+)
+from ppad.errors import SettingsError
+
+if TYPE_CHECKING:
+    from ppad.methods.presets import Preset
 
 
 def compose(*options: Callable) -> Callable:
@@ -48,20 +62,35 @@ backbone_options = compose(
     ),
     click.option(
         "--arch",
-        type=click.Choice(sorted(ARCHITECTURES)),
+        type=click.Choice(sorted(ARCHITECTURE_NAMES)),
         default=None,
         help="Backbone layout; recognised from the weights if omitted.",
     ),
 )
 
+
+def at_least_one(ctx: click.Context, param: click.Parameter, value: int) -> int:
+    """A count option's check at parse time, worded as ``TrainSettings`` words it."""
+    if value < 1:
+        raise SettingsError(f"--{param.name.replace('_', '-')} must be at least 1, got {value}")
+    return value
+
+
 schedule_options = compose(
-    click.option("--shots", default=64, show_default=True, help="k normal training images."),
-    click.option("--epochs", default=100, show_default=True),
-    click.option("--batch-size", default=16, show_default=True),
+    click.option("--shots", default=64, show_default=True, callback=at_least_one, help="k normal training images."),
+    click.option("--epochs", default=100, show_default=True, callback=at_least_one),
+    click.option("--batch-size", default=16, show_default=True, callback=at_least_one),
     click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule)."),
-    click.option("--val-every", default=1, show_default=True, help="Validate every n-th epoch (and the last one)."),
+    click.option(
+        "--val-every",
+        default=1,
+        show_default=True,
+        callback=at_least_one,
+        help="Validate every n-th epoch (and the last one).",
+    ),
     click.option(
         "--val-size",
+        type=click.IntRange(min=0),
         default=64,
         show_default=True,
         help="Held-out normals for model selection (each also with a synthetic anomaly).",
@@ -71,7 +100,7 @@ schedule_options = compose(
 preset_options = compose(
     click.option(
         "--preset",
-        type=click.Choice(list(PRESETS)),
+        type=click.Choice(PRESET_NAMES),
         default="ppad",
         show_default=True,
         help="ppad's choices, or the authors' code's ('reference'); the options below override one each.",
@@ -84,7 +113,7 @@ preset_options = compose(
     ),
     click.option(
         "--patch-rule",
-        type=click.Choice(list(PATCH_RULES)),
+        type=click.Choice(PATCH_RULE_NAMES),
         default=None,
         help="ViT patch inside a region: at least half its pixels (ppad) or any pixel (authors). "
         "CNN towers mask pixels exactly.",
@@ -97,7 +126,7 @@ preset_options = compose(
     ),
     click.option(
         "--loss",
-        type=click.Choice(list(LOSSES)),
+        type=click.Choice(LOSS_NAMES),
         default=None,
         help="BCE on the softmax abnormal probability (ppad) or on each class logit alone (authors).",
     ),
@@ -111,6 +140,8 @@ preset_options = compose(
 
 def chosen_preset(preset: str, **choices) -> Preset:
     """The named preset with every given choice (``None`` = the preset's) applied."""
+    from ppad.methods.presets import get_preset
+
     return get_preset(preset).overriding(**choices)
 
 
@@ -121,7 +152,7 @@ def run_dir_option(required: bool = True, help: str | None = None) -> Callable:
 
 trained_weights_options = compose(
     click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked)."),
-    click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True),
+    click.option("--checkpoint", type=click.Choice(sorted(CHECKPOINTS)), default="best", show_default=True),
 )
 run_options = compose(run_dir_option(), trained_weights_options)
 batch_size_option = click.option("--batch-size", default=32, show_default=True)
@@ -130,7 +161,7 @@ trained_run_options = compose(run_options, batch_size_option)
 
 map_method_option = click.option(
     "--map-method",
-    type=click.Choice([DEFAULT_MAP_METHOD, *MAP_METHODS]),
+    type=click.Choice([DEFAULT_MAP_METHOD, *MAP_METHOD_NAMES]),
     default=DEFAULT_MAP_METHOD,
     show_default=True,
     help="Anomaly map: 'auto' takes the best that applies to the run's method (memory, sweep, text, gradient).",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -16,15 +17,22 @@ from ppad.cli.options import (
     run_dir_option,
     trained_weights_options,
 )
-from ppad.data import ImageReadError, list_images
-from ppad.errors import DataError, SettingsError
-from ppad.scoring.archive import read_path_list, score_archive, write_scores_json
+from ppad.errors import DataError, FileProblem, SettingsError
 from ppad.scoring.source import ScorerSource
+
+if TYPE_CHECKING:
+    from ppad.data.readers import ImageReadError
+
+EMPTY_LIST = "holds no films (a 'path' header and no rows)"
 
 
 def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadError]]:
-    """Files as given, folders expanded, ``.csv`` lists read; a missing path or an image-less
-    folder is a failure of its own."""
+    """Files as given, folders expanded, ``.csv`` lists read; a missing path, an image-less
+    folder or an empty list is a failure of its own."""
+    from ppad.data.layouts import list_images
+    from ppad.data.readers import ImageReadError
+    from ppad.scoring.archive import read_path_list
+
     paths: list[Path] = []
     failures: list[ImageReadError] = []
     for item in inputs:
@@ -34,12 +42,22 @@ def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadE
             if not found:
                 failures.append(ImageReadError(item, "folder holds no supported image (PNG, JPEG, TIFF, BMP, DICOM)"))
         elif item.suffix.lower() == ".csv" and item.is_file():
-            paths.extend(read_path_list(item))
+            listed = read_path_list(item)
+            paths.extend(listed)
+            if not listed:
+                failures.append(ImageReadError(item, EMPTY_LIST))
         elif item.exists():
             paths.append(item)
         else:
             failures.append(ImageReadError(item, "no such file or folder"))
     return paths, failures
+
+
+def refuse_empty_lists(paths: list[Path], failures: list[ImageReadError]) -> None:
+    """Nothing to score because every input is a list of no films: say so before loading a model."""
+    if not paths and failures and all(failure.problem == EMPTY_LIST for failure in failures):
+        lists = ", ".join(str(failure.path) for failure in failures)
+        raise FileProblem(lists, EMPTY_LIST if len(failures) == 1 else f"each {EMPTY_LIST}")
 
 
 @click.command(name="score")
@@ -118,7 +136,10 @@ def command(
     if engine == "ray" and device not in ("auto", "cpu"):
         raise SettingsError("with --engine ray, --gpus-per-worker puts the actors on GPUs (not --device)")
     paths, missing = expand_inputs(images)
+    refuse_empty_lists(paths, missing)
     csv_path = out or source.default_out()
+    from ppad.scoring.archive import score_archive, write_scores_json
+
     if engine == "ray":
         from ppad.scoring.ray_engine import require_ray, score_with_ray
 

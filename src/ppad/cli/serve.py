@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from ppad.choices import CHECKPOINTS
 from ppad.cli.options import device_option
 from ppad.errors import PpadError
-from ppad.runs import PROMPT_FILES
 from ppad.serve.limits import MIB, ServeLimits
 
 DEFAULTS = ServeLimits()
@@ -17,7 +17,7 @@ DEFAULTS = ServeLimits()
 @click.command(name="serve")
 @click.option("--run", "run_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--backbone", default=None, help="Weights path if moved since training (fingerprint still checked).")
-@click.option("--checkpoint", type=click.Choice(sorted(PROMPT_FILES)), default="best", show_default=True)
+@click.option("--checkpoint", type=click.Choice(sorted(CHECKPOINTS)), default="best", show_default=True)
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (0.0.0.0: every interface).")
 @click.option("--port", default=8000, show_default=True)
 @device_option

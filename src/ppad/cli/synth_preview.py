@@ -5,14 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-import numpy as np
 
-from ppad.backbones.preprocessing import Preprocessing
+from ppad.choices import SYNTHESIS_NAMES
 from ppad.cli.options import names
-from ppad.data import read_image
-from ppad.data.synthetic import chest_like
-from ppad.synthesis import SYNTHESIS_TASKS, get_synthesis
-from ppad.synthesis.preview import write_synthesis_grid
 
 
 @click.command(name="synth-preview")
@@ -24,12 +19,20 @@ from ppad.synthesis.preview import write_synthesis_grid
 )
 @click.option("--out", type=click.Path(path_type=Path), default=Path("synthesis-preview.png"), show_default=True)
 @click.option(
-    "--methods", default=",".join(SYNTHESIS_TASKS), show_default=True, help="Comma-separated synthesis names."
+    "--methods", default=",".join(SYNTHESIS_NAMES), show_default=True, help="Comma-separated synthesis names."
 )
 @click.option("--seeds", default=4, show_default=True, help="Draws per method (columns).")
 @click.option("--size", default=224, show_default=True, help="Image side in pixels.")
 def command(image, out, methods, seeds, size) -> None:
     """A PNG grid showing every synthesis method on the same image (mask outlines in red)."""
+    import numpy as np
+
+    from ppad.backbones.preprocessing import Preprocessing
+    from ppad.data import read_image
+    from ppad.data.synthetic import chest_like
+    from ppad.synthesis import get_synthesis
+    from ppad.synthesis.preview import write_synthesis_grid
+
     preprocessing = Preprocessing(image_size=size)
     rng = np.random.default_rng(0)
     sources = np.stack([preprocessing.resize(chest_like(rng, size)[0]) for _ in range(4)])

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from ppad.choices import METHOD_NAMES, SYNTHESIS_NAMES, TEMPLATES
 from ppad.cli.options import (
     backbone_options,
     chosen_preset,
@@ -15,16 +16,12 @@ from ppad.cli.options import (
     quiet_option,
     schedule_options,
 )
+from ppad.cli.summaries import training_summary
 from ppad.data.resize import RESIZE_MODES
-from ppad.methods import METHODS, get_method
-from ppad.methods.zeroshot import TEMPLATES
-from ppad.runs import RunFolder
-from ppad.synthesis import SYNTHESIS_TASKS
-from ppad.training import TrainSettings, train_run
 
 
 @click.command(name="train")
-@click.option("--method", type=click.Choice(list(METHODS)), default="ppad", show_default=True, help="Detection method.")
+@click.option("--method", type=click.Choice(METHOD_NAMES), default="ppad", show_default=True, help="Detection method.")
 @backbone_options
 @data_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
@@ -41,7 +38,7 @@ from ppad.training import TrainSettings, train_run
 )
 @click.option(
     "--synthesis",
-    type=click.Choice(list(SYNTHESIS_TASKS)),
+    type=click.Choice(SYNTHESIS_NAMES),
     default=None,
     help="Anomaly synthesis for training and validation [preset's: ppad sas; reference sas-reference].",
 )
@@ -82,6 +79,10 @@ def command(
     quiet,
 ) -> None:
     """Learn prompts from k normal images (resumes an interrupted run in --out)."""
+    from ppad.methods import get_method
+    from ppad.runs import RunFolder
+    from ppad.training import TrainSettings, train_run
+
     words = tuple(word.strip() for word in classes.split(","))
     choices = chosen_preset(
         preset,
@@ -113,11 +114,5 @@ def command(
         resize_mode=resize,
     )
     manifest = train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet)
-    result = manifest.result
-    best = result["best_val_auc"]
-    validation = f"validation AUC {best:.3f}" if best is not None else "no validation split"
-    if not result["history"]:
-        click.echo(f"{out}: {method} has nothing to train ({validation}); ready for score/evaluate")
-    else:
-        kept = f"epoch {result['best_epoch']}" if best is not None else "the last epoch"
-        click.echo(f"trained {out}: kept {kept} ({validation}); prompts in {RunFolder(out).prompts_path('best')}")
+    for line in training_summary(out, method, manifest.result, RunFolder(out).prompts_path("best")):
+        click.echo(line)

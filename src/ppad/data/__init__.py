@@ -1,35 +1,30 @@
-"""Reading radiographs, data-set layouts, few-shot splits and the demo data generator."""
+"""Reading radiographs, data-set layouts, few-shot splits and the demo data generator.
 
-from ppad.data.fewshot import FewShotSplit, draw_few_shot
-from ppad.data.layouts import (
-    ABNORMAL,
-    NORMAL,
-    DatasetIndex,
-    LabelledImage,
-    LayoutError,
-    discover,
-    list_images,
-    write_manifest,
-)
-from ppad.data.loading import LoadedImages, load_images
-from ppad.data.readers import SUPPORTED_SUFFIXES, ImageReadError, read_image
-from ppad.data.synthetic import write_demo_dataset
+Names are imported on first use, so reading films (``readers``, ``resize``, ``loading``) does
+not load the demo generator's SciPy and synthesis modules — ``ppad score --onnx`` stands on them.
+"""
 
-__all__ = [
-    "ABNORMAL",
-    "NORMAL",
-    "SUPPORTED_SUFFIXES",
-    "DatasetIndex",
-    "FewShotSplit",
-    "ImageReadError",
-    "LabelledImage",
-    "LayoutError",
-    "LoadedImages",
-    "discover",
-    "draw_few_shot",
-    "list_images",
-    "load_images",
-    "read_image",
-    "write_demo_dataset",
-    "write_manifest",
-]
+from ppad.lazy import lazy_exports
+
+_EXPORTS = {
+    "FewShotSplit": "fewshot",
+    "draw_few_shot": "fewshot",
+    "ABNORMAL": "layouts",
+    "NORMAL": "layouts",
+    "DatasetIndex": "layouts",
+    "LabelledImage": "layouts",
+    "LayoutError": "layouts",
+    "discover": "layouts",
+    "list_images": "layouts",
+    "write_manifest": "layouts",
+    "LoadedImages": "loading",
+    "load_images": "loading",
+    "SUPPORTED_SUFFIXES": "readers",
+    "ImageReadError": "readers",
+    "read_image": "readers",
+    "write_demo_dataset": "synthetic",
+}
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -6,6 +6,8 @@
   applied and the result is divided by the output range those steps define from the stored bit
   depth (``BitsStored``, the LUT's depth, or the window), never by the image's own min–max, so a
   film reads the same as DICOM and as PNG; MONOCHROME1 is inverted so dense tissue is bright.
+  A file without the ``DICM`` marker is "not a DICOM file" (pydicom's advice to force reading
+  never reaches the user).
 * Images above :data:`MAX_PIXELS` (far beyond any radiograph) are refused before decoding,
   never with Pillow's raw decompression-bomb warning.
 
@@ -72,6 +74,8 @@ def read_image(path: str | Path, max_pixels: int | None = MAX_PIXELS) -> np.ndar
     path = Path(path)
     if not path.is_file():
         raise ImageReadError(path, "no such file")
+    if path.stat().st_size == 0:
+        raise ImageReadError(path, "is empty (0 bytes)")
     if is_dicom(path):
         return _decode(path, lambda: _read_dicom(path, path, max_pixels))
     return _decode(path, lambda: _read_pillow(path, path, max_pixels))
@@ -97,7 +101,8 @@ def _decode(name: str | Path, read: Callable[[], np.ndarray]) -> np.ndarray:
     except ImageReadError:
         raise
     except Exception as error:  # noqa: BLE001 - any decoder failure becomes a named error
-        raise ImageReadError(name, f"cannot be decoded ({type(error).__name__}: {error})") from error
+        reason = " ".join(str(error).split())  # decoders' multi-line messages become one line
+        raise ImageReadError(name, f"cannot be decoded ({type(error).__name__}: {reason})") from error
     if image.ndim != 2 or min(image.shape) < 2:
         raise ImageReadError(name, f"is not a 2-D image (shape {image.shape})")
     if not np.isfinite(image).all():
@@ -134,11 +139,15 @@ def _read_pillow(source: Path | BinaryIO, name: str | Path, max_pixels: int | No
 
 def _read_dicom(source: Path | BinaryIO, name: str | Path, max_pixels: int | None = None) -> np.ndarray:
     import pydicom
+    from pydicom.errors import InvalidDicomError
     from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
     with warnings.catch_warnings():  # header and pixel decoding warnings never reach the user raw
         warnings.simplefilter("ignore")
-        dataset = pydicom.dcmread(source)
+        try:
+            dataset = pydicom.dcmread(source)
+        except InvalidDicomError as error:  # pydicom's "Use force=True" is no advice for a user
+            raise ImageReadError(name, "cannot be decoded: not a DICOM file (no 'DICM' marker at byte 128)") from error
         if "PixelData" not in dataset:
             raise ImageReadError(name, "DICOM file has no pixel data")
         if int(getattr(dataset, "NumberOfFrames", 1) or 1) > 1:

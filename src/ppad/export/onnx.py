@@ -30,7 +30,7 @@ from ppad.io import write_json
 from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.runs import RunFolder
-from ppad.scoring.scorer import DetectorScorer
+from ppad.scoring.scorer import DetectorScorer, fusion_weight_of
 
 PARITY_TOLERANCE = 1e-4
 PARITY_BATCHES = (1, 8)
@@ -161,6 +161,7 @@ def _describe(model: PromptDetector, method: str, source: dict) -> dict:
         "method": method,
         "view_names": model.view_names,
         "eta": model.config.eta,
+        "fusion_weight": fusion_weight_of(model),
         "threshold": DEFAULT_THRESHOLD,
         "input": {
             "name": INPUT,

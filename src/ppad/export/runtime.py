@@ -42,6 +42,7 @@ class ExportedModel:
 
     view_names: list[str]
     eta: float
+    fusion_weight: float | None  # w of a ``<method>+knn`` score; None when not fused
     preprocessing: ImageResize
 
     @classmethod
@@ -62,6 +63,7 @@ class ExportedModel:
             return cls(
                 view_names=[str(name) for name in data["view_names"]],
                 eta=float(data["eta"]),
+                fusion_weight=None if data.get("fusion_weight") is None else float(data["fusion_weight"]),
                 preprocessing=ImageResize(int(resize["image_size"]), str(resize["resize_mode"])),
             )
         except (KeyError, TypeError, ValueError) as error:
@@ -79,6 +81,7 @@ class OnnxScorer:
             raise FileProblem(self.path, "no such ONNX model")
         self.exported = ExportedModel.read(self.path)
         self.view_names, self.eta = self.exported.view_names, self.exported.eta
+        self.fusion_weight = self.exported.fusion_weight
         self.preprocessing = self.exported.preprocessing
         self.batch_size = batch_size
         try:

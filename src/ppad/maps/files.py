@@ -14,7 +14,7 @@ from ppad.data.readers import ImageReadError, read_image
 from ppad.io import atomic_write
 from ppad.maps.geometry import to_original
 from ppad.maps.overlay import render_overlay
-from ppad.maps.registry import DEFAULT_MAP_METHOD, anomaly_maps, resolve_map_method
+from ppad.maps.registry import DEFAULT_MAP_METHOD, MAP_METHODS, anomaly_maps, resolve_map_method
 from ppad.methods.base import PromptDetector
 from ppad.scoring.scorer import predict_views
 
@@ -99,7 +99,9 @@ def write_maps(
         scores = model.aggregate(views)
         for path, film, amap, view, score in zip(chunk.paths, chunk.films, chunk.maps, views, scores):
             npy = atomic_write(out_dir / f"{stems[path]}.npy", partial(_save_npy, array=amap))
-            overlay = render_overlay(film, amap, model.view_names, view, float(score), title=path.name, map_name=method)
+            overlay = render_overlay(
+                film, amap, model.view_names, view, float(score), path.name, method, MAP_METHODS[method].meaning
+            )
             png = atomic_write(out_dir / f"{stems[path]}_overlay.png", partial(overlay.save, format="PNG"))
             report.written.append((path, npy, png))
     return report

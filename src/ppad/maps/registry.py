@@ -9,11 +9,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppad.choices import DEFAULT_MAP_METHOD
 from ppad.errors import SettingsError, UnknownNameError
 from ppad.maps import dense, perturbation
 from ppad.methods.base import PromptDetector
 
-DEFAULT_MAP_METHOD = "auto"
 #: What ``auto`` picks: the first that applies, best first by pixel AUC against the NIH boxes
 #: with cxr-lite (memory 0.705, sweep 0.582, text 0.537, gradient 0.518; centre prior 0.830).
 AUTO_ORDER = ("memory", "sweep", "text", "gradient")
@@ -25,6 +25,7 @@ class MapMethod:
     summary: str
     compute: Callable[[PromptDetector, torch.Tensor], torch.Tensor]  # normalised [B, 3, S, S] → [B, h, w]
     applies: Callable[[PromptDetector], bool] = lambda model: True
+    meaning: str = ""  # what a high value means, for a reader of the overlay's colour scale
 
 
 MAP_METHODS: dict[str, MapMethod] = {
@@ -35,21 +36,27 @@ MAP_METHODS: dict[str, MapMethod] = {
             "dual tower: each location's share of the whole-image abnormal log-odds (exact CAM)",
             dense.text_map,
             lambda model: dense.is_dual_tower(model) and dense.has_text(model),
+            "bright = pushes the film's abnormal log-odds up (the text prompts' 'abnormal' side)",
         ),
         MapMethod(
             "memory",
             "dual tower: each location's share of the distance to the nearest support normal",
             dense.memory_map,
             lambda model: dense.is_dual_tower(model) and dense.has_memory(model),
+            "bright = least like the same place in the nearest support normal (share of its distance)",
         ),
         MapMethod(
-            "gradient", "input × gradient of the views' abnormal log-odds (any model)", perturbation.gradient_map
+            "gradient",
+            "input × gradient of the views' abnormal log-odds (any model)",
+            perturbation.gradient_map,
+            meaning="bright = pixels whose intensity pushes the abnormal log-odds up",
         ),
         MapMethod(
             "sweep",
             "the image prompt outside each small window, scored at the position views (ppad)",
             perturbation.sweep_map,
             lambda model: getattr(model, "image_prompt", None) is not None,
+            "bright = the views call the film more abnormal when they see only this window",
         ),
     )
 }

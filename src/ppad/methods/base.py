@@ -61,8 +61,6 @@ class DetectorConfig:
 class PromptDetector(nn.Module):
     """Scores images at every view of its region set with a frozen backbone."""
 
-    #: True when a view changes the image features (an image prompt), not only the text.
-    views_change_images = False
     #: State entries whose size depends on the data (a memory bank), resized on load.
     resizable_state: tuple[str, ...] = ()
 
@@ -90,6 +88,11 @@ class PromptDetector(nn.Module):
         """One name per column of :meth:`view_probabilities`."""
         return self.regions.names
 
+    @property
+    def plain_views(self) -> frozenset[int]:
+        """Views whose image features are the frozen tower's on the unprompted image (default: all)."""
+        return frozenset(range(len(self.regions)))
+
     # --- what a method provides ------------------------------------------------------------
     def compute_text_features(self) -> torch.Tensor:
         """[R, 2, D] unit-norm text features, one pair per view."""
@@ -99,10 +102,10 @@ class PromptDetector(nn.Module):
         """[B, …] input embeddings, [B] view indices → [B, D] image features (default: plain tower)."""
         return self.backbone.encode_input_embeddings(embeddings)
 
-    def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
+    def prepare(self, support: np.ndarray, batch_size: int = 32, progress: bool = False) -> None:
         """Called with the support normals ([k, S, S] in [0, 1]) before training; default: nothing."""
 
-    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, progress: bool = False) -> dict:
         """Called with the validation split after training; returns what it set (default: nothing)."""
         return {}
 
@@ -172,24 +175,41 @@ class PromptDetector(nn.Module):
         logits = self.class_logits(images, region_index)
         return logits[:, ABNORMAL_CLASS] - logits[:, 1 - ABNORMAL_CLASS]
 
-    def view_image_features(self, embeddings: torch.Tensor, view: int) -> torch.Tensor:
-        """[B, …] input embeddings → [B, D] image features at one view (default: plain tower)."""
-        return self.image_features(embeddings, torch.full((len(embeddings),), view, device=embeddings.device))
+    def prompted_view_features(self, embeddings: torch.Tensor, views: list[int]) -> torch.Tensor:
+        """[B, …] input embeddings → [len(views)·B, D] image features at ``views`` (not plain), view-major."""
+        return torch.cat(
+            [
+                self.image_features(embeddings, torch.full((len(embeddings),), v, device=embeddings.device))
+                for v in views
+            ]
+        )
 
-    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, R] abnormal probability of every image at every view.
+    def view_features(self, images: torch.Tensor, plain: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, 3, H, W] normalised images → [B, R, D] image features at every view.
 
-        The input embedding is computed once per image; the tower runs once per view only when
-        views change the image (an image prompt), otherwise once per image. Views are a Python
-        loop over a fixed count, so the graph is static (exportable to ONNX).
+        The tower runs once on the unprompted images for all :attr:`plain_views` (or not at all
+        when ``plain``, their features, is given) and once on every other view's input, stacked
+        into one batch. Views are a Python loop over a fixed count, so the graph is static
+        (exportable to ONNX).
         """
         embeddings = self.backbone.input_embeddings(images)
-        views = range(len(self.regions))
-        if self.views_change_images:
-            features = torch.stack([self.view_image_features(embeddings, view) for view in views], dim=1)
-        else:
-            features = self.view_image_features(embeddings, 0)[:, None].expand(-1, len(views), -1)
-        features = F.normalize(features, dim=-1)  # [B, R, D]
+        if plain is None and self.plain_views:
+            plain = self.backbone.encode_input_embeddings(embeddings)
+        prompted = [view for view in range(len(self.regions)) if view not in self.plain_views]
+        if prompted:
+            encoded = self.prompted_view_features(embeddings, prompted).unflatten(0, (len(prompted), -1))
+        columns = [
+            plain if view in self.plain_views else encoded[prompted.index(view)] for view in range(len(self.regions))
+        ]
+        return torch.stack(columns, dim=1)
+
+    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """[B, R] abnormal probability of every image at every view."""
+        return self.probabilities_of(self.view_features(images))
+
+    def probabilities_of(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, R, D] image features at every view → [B, R] abnormal probabilities."""
+        features = F.normalize(features, dim=-1)
         logits = self.backbone.logit_scale * torch.einsum("brd,rcd->brc", features, self.text_features())
         return logits.softmax(dim=-1)[..., ABNORMAL_CLASS]
 

@@ -50,6 +50,11 @@ class MaPLeModel(PromptDetector):
             self.device
         )
 
+    @property
+    def plain_views(self) -> frozenset[int]:
+        """None: the vision prompts are in every view's tower pass."""
+        return frozenset()
+
     def _text_prompt_at(self, layer: int) -> torch.Tensor:
         return self.text_prompt.ctx[0] if layer == 0 else self.deep_text[layer - 1]
 

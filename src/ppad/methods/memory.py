@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
+from tqdm.auto import tqdm
 
 from ppad.backbones.protocol import Backbone
 from ppad.methods.base import DetectorConfig, PromptDetector
@@ -34,22 +35,22 @@ class FewShotMemory(nn.Module):
         self.register_buffer("bank", torch.zeros(0, 0))
         self.register_buffer("calibration", torch.tensor([0.0, 1.0]))  # (q, s)
 
-    def features(self, model: PromptDetector, images: np.ndarray, batch_size: int) -> torch.Tensor:
+    def features(
+        self, model: PromptDetector, images: np.ndarray, batch_size: int, progress: bool = False, desc: str = ""
+    ) -> torch.Tensor:
         """[N, S, S] images in [0, 1] → [N, F] frozen memory features."""
-        with torch.no_grad():
-            return torch.cat(
-                [
-                    model.backbone.memory_features(
-                        model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device))
-                    )
-                    for chunk in np.array_split(images, max(1, -(-len(images) // batch_size)))
-                ]
-            )
+        features = []
+        with torch.no_grad(), tqdm(total=len(images), desc=desc, unit="film", disable=not progress, leave=False) as bar:
+            for chunk in np.array_split(images, max(1, -(-len(images) // batch_size))):
+                normalized = model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device))
+                features.append(model.backbone.memory_features(normalized))
+                bar.update(len(chunk))
+        return torch.cat(features)
 
-    def fill(self, model: PromptDetector, support: np.ndarray, batch_size: int) -> None:
+    def fill(self, model: PromptDetector, support: np.ndarray, batch_size: int, progress: bool = False) -> None:
         if not len(support):
             raise ValueError("the few-shot memory needs at least one support image")
-        self.bank = self.features(model, support, batch_size)
+        self.bank = self.features(model, support, batch_size, progress, "memory: support normals")
 
     def distances(self, features: torch.Tensor) -> torch.Tensor:
         """[B, F] unit-norm features → [B] cosine distance to the nearest support normal."""
@@ -61,11 +62,11 @@ class FewShotMemory(nn.Module):
         q, s = self.calibration
         return torch.sigmoid((self.distances(features) - q) / s)
 
-    def calibrate(self, model: PromptDetector, normals: np.ndarray, batch_size: int) -> dict:
+    def calibrate(self, model: PromptDetector, normals: np.ndarray, batch_size: int, progress: bool = False) -> dict:
         """Fix ``q`` and ``s`` from held-out normals (never the test split)."""
         if len(normals) < 2:
             return {}
-        d = self.distances(self.features(model, normals, batch_size)).cpu().numpy()
+        d = self.distances(self.features(model, normals, batch_size, progress, "memory: calibrating")).cpu().numpy()
         q, s = float(np.quantile(d, NORMAL_QUANTILE)), float(max(d.std(), 1e-6))
         self.calibration = torch.tensor([q, s], device=self.bank.device)
         return {"memory_q95": q, "memory_scale": s}
@@ -100,11 +101,11 @@ class KnnModel(PromptDetector):
     def score_views(self, views: torch.Tensor) -> torch.Tensor:
         return views[:, 0]
 
-    def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
-        self.memory.fill(self, support, batch_size)
+    def prepare(self, support: np.ndarray, batch_size: int = 32, progress: bool = False) -> None:
+        self.memory.fill(self, support, batch_size, progress)
 
-    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
-        return self.memory.calibrate(self, images[labels == 0], batch_size)
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, progress: bool = False) -> dict:
+        return self.memory.calibrate(self, images[labels == 0], batch_size, progress)
 
 
 class MemoryFusion:
@@ -122,24 +123,27 @@ class MemoryFusion:
         return [*super().view_names, "memory"]
 
     def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        prompt_views = super().view_probabilities(images)
-        return torch.cat([prompt_views, self.memory.probability(self.backbone.memory_features(images))[:, None]], 1)
+        """The prompt method's views, then the memory's; the unprompted image goes through the tower
+        once for both (the plain views' features and the memory's descriptor)."""
+        plain, memory = self.backbone.encode_image_and_memory(images)
+        prompt_views = self.probabilities_of(self.view_features(images, plain))
+        return torch.cat([prompt_views, self.memory.probability(memory)[:, None]], dim=1)
 
     def score_views(self, views: torch.Tensor) -> torch.Tensor:
         weight = self.fusion_weight.to(views)
         return weight * super().score_views(views[:, :-1]) + (1 - weight) * views[:, -1]
 
-    def prepare(self, support: np.ndarray, batch_size: int = 32) -> None:
-        self.memory.fill(self, support, batch_size)
+    def prepare(self, support: np.ndarray, batch_size: int = 32, progress: bool = False) -> None:
+        self.memory.fill(self, support, batch_size, progress)
 
-    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32) -> dict:
+    def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, progress: bool = False) -> dict:
         """Calibrate the memory on validation normals, then pick w by validation AUC."""
         from ppad.scoring.scorer import predict_views  # scoring imports methods
 
-        chosen = self.memory.calibrate(self, images[labels == 0], batch_size)
+        chosen = self.memory.calibrate(self, images[labels == 0], batch_size, progress)
         if labels.min() == labels.max():
             return chosen
-        views = np.asarray(predict_views(self, images, batch_size), dtype=np.float64)
+        views = np.asarray(predict_views(self, images, batch_size, progress, "fusion weight"), dtype=np.float64)
         prompt, memory = super().score_views(torch.from_numpy(views[:, :-1])).numpy(), views[:, -1]
         aucs = [roc_auc_score(labels, w * prompt + (1 - w) * memory) for w in FUSION_WEIGHTS]
         best = int(np.argmax(aucs))

@@ -36,16 +36,21 @@ class PPADModel(PromptDetector):
         self.image_prompt = (
             ImagePrompt(self.prompt_shape, config.prompt_init_std).to(self.device) if config.image_prompt else None
         )
-        self.views_change_images = self.image_prompt is not None
-        self.unmasked_views = frozenset(v for v in range(len(self.regions)) if bool((self.region_keep[v] >= 1).all()))
+        unmasked = frozenset(v for v in range(len(self.regions)) if bool((self.region_keep[v] >= 1).all()))
+        self._plain_views = unmasked if self.image_prompt is not None else super().plain_views
+
+    @property
+    def plain_views(self) -> frozenset[int]:
+        """Without an image prompt every view; with one, the views that mask nothing (the whole image)."""
+        return self._plain_views
 
     def compute_text_features(self) -> torch.Tensor:
         return self.text_prompt.text_features(self.backbone)
 
-    def view_image_features(self, embeddings: torch.Tensor, view: int) -> torch.Tensor:
-        if self.image_prompt is None or view in self.unmasked_views:
-            return self.backbone.encode_input_embeddings(embeddings)
-        return self.backbone.encode_input_embeddings(self.image_prompt(embeddings, self.region_keep[view]))
+    def prompted_view_features(self, embeddings: torch.Tensor, views: list[int]) -> torch.Tensor:
+        """One tower call for every prompted view."""
+        prompted = [self.image_prompt(embeddings, self.region_keep[view]) for view in views]
+        return self.backbone.encode_input_embeddings(torch.cat(prompted))
 
     def image_features(self, embeddings: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
         """Views that mask nothing (the whole image) skip the prompt, so no gradient flows

@@ -8,10 +8,9 @@ import torch
 import torch.nn.functional as F
 
 from ppad.backbones.protocol import Backbone
+from ppad.choices import TEMPLATES
 from ppad.errors import SettingsError
 from ppad.methods.base import DetectorConfig, PromptDetector
-
-TEMPLATES = ("words", "chexzero")
 
 
 @dataclass(frozen=True)

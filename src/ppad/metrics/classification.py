@@ -6,8 +6,7 @@ import numpy as np
 from sklearn.metrics import accuracy_score, average_precision_score, f1_score, roc_auc_score
 
 from ppad.errors import DataError
-
-DEFAULT_THRESHOLD = 0.5
+from ppad.metrics import DEFAULT_THRESHOLD
 
 
 def _check(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from ppad import __version__
 from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
-from ppad.backbones.factory import save_dual_tower
+from ppad.backbones.factory import PRETRAINED_FILE, save_dual_tower
 from ppad.backbones.towers import get_tower, sha256_of
 from ppad.data import load_images
 from ppad.errors import DataError, SettingsError
@@ -36,7 +36,6 @@ from ppad.pretraining.texts import text_pool
 
 log = logging.getLogger("ppad")
 
-BACKBONE_FILE = "backbone.safetensors"
 STATE_FILE = "pretrain_state.pt"
 CACHE_FILE = "features.pt"
 TARGET_FINDING = "Pneumonia"
@@ -306,7 +305,7 @@ def pretrain(
         "validation": zero_shot_auc(backbone, cache.val_images, cache.val_labels),
         "history": history,
     }
-    save_dual_tower(backbone, out / BACKBONE_FILE, record)
-    record["heads_sha256"] = sha256_of(out / BACKBONE_FILE)
+    save_dual_tower(backbone, out / PRETRAINED_FILE, record)
+    record["heads_sha256"] = sha256_of(out / PRETRAINED_FILE)
     write_json(out / "manifest.json", record)
     return record

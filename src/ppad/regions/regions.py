@@ -23,11 +23,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ppad.choices import SIDES
 from ppad.errors import UnknownNameError
 
 # The paper's upper/lower boundary: row 120 of 224.
 PAPER_UPPER_FRACTION = 120 / 224
-SIDES = ("anatomical", "image")
 # Patch rule: the fraction of a patch's pixels inside the region → whether the patch is.
 PATCH_RULES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "majority": lambda coverage: coverage >= 0.5,

@@ -4,7 +4,7 @@ Names are imported on first use, so the numpy-only modules (``rows``, ``archive`
 PyTorch — the ONNX runtime path stands on them.
 """
 
-from importlib import import_module
+from ppad.lazy import lazy_exports
 
 _EXPORTS = {
     "DEFAULT_ETA": "rule",
@@ -22,7 +22,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'ppad.scoring' has no attribute {name!r}")
-    return getattr(import_module(f"ppad.scoring.{_EXPORTS[name]}"), name)
+__getattr__ = lazy_exports(__name__, _EXPORTS)

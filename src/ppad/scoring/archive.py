@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.scoring.rows import ScoreReport, csv_columns, format_row, view_label
 
 CHUNK = 256  # images decoded, resized and scored at a time
+log = logging.getLogger("ppad")
 
 
 class Scorer(Protocol):
@@ -41,6 +43,7 @@ class Scorer(Protocol):
 
     view_names: list[str]
     eta: float
+    fusion_weight: float | None  # w of a ``<method>+knn`` score (what drove it); None when not fused
     preprocessing: ImageResize
 
     def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,7 +129,7 @@ def chunk_rows(
 ) -> list[dict]:
     """CSV rows of one chunk in input order: the ``scored`` paths with their ``views`` and
     ``scores``, the ``failures`` with their error."""
-    report = ScoreReport(scored, scorer.view_names, views, scores, scorer.eta)
+    report = ScoreReport(scored, scorer.view_names, views, scores, scorer.eta, fusion_weight=scorer.fusion_weight)
     by_path = {row["path"]: format_row(row) for row in report.rows()}
     by_path.update({str(f.path): {"path": str(f.path), "error": f.problem} for f in failures})
     return [by_path[str(path)] for path in chunk]
@@ -137,13 +140,18 @@ class ScoresFile:
 
     def __init__(self, out: Path, provenance: Provenance, view_names: list[str]) -> None:
         self.out, self.columns = Path(out), csv_columns(view_names)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
         self.done = _rows_already_written(self.out, provenance)
         if not self.out.exists():
             self.append([dict(zip(self.columns, self.columns))])  # the header
             write_json(_sidecar(self.out), asdict(provenance))
 
     def todo(self, paths: list[Path], missing: list[ImageReadError]) -> list[Path]:
-        """Writes the ``missing`` inputs not already there; returns the paths still to score."""
+        """Writes the ``missing`` inputs not already there; returns the paths still to score.
+        Says so when it resumes: how many of these inputs an earlier run already wrote."""
+        inputs = {str(path) for path in paths} | {str(f.path) for f in missing}
+        if already := len(inputs & self.done):
+            log.info("resuming %s: %d of %d films already scored", self.out, already, len(inputs))
         self.append([{"path": str(f.path), "error": f.problem} for f in missing if str(f.path) not in self.done])
         return [path for path in paths if str(path) not in self.done]
 
@@ -201,6 +209,7 @@ def write_scores_json(out: Path, json_path: Path, scorer: Scorer) -> int:
         {
             "eta": scorer.eta,
             "threshold": DEFAULT_THRESHOLD,
+            "fusion_weight": scorer.fusion_weight,
             "views": [view_label(name) for name in scorer.view_names],
             "images": images,
             "unreadable": [{"path": row["path"], "error": row["error"]} for row in rows if row["error"]],

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -11,7 +12,7 @@ from ppad.backbones import Backbone
 from ppad.data.layouts import DatasetIndex, discover
 from ppad.io import write_json
 from ppad.methods.base import PromptDetector
-from ppad.metrics import bootstrap_auc_ci, classification_metrics
+from ppad.metrics import bootstrap_auc_ci, classification_metrics, plot_evaluation
 from ppad.runs import RunFolder
 from ppad.runs.records import METRICS_FILE
 from ppad.scoring.rows import ScoreReport
@@ -47,10 +48,13 @@ def evaluate(
     return Evaluation(metrics=metrics, report=report, labels=labels, excluded=excluded)
 
 
-def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict) -> dict[str, Path]:
-    """``metrics.json`` (metrics + split manifest + seed) and ``scores.csv``/``scores.json``."""
+def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict) -> dict[str, Any]:
+    """``metrics.json`` (metrics + split manifest + seed + figure paths), ``scores.csv``/``scores.json``
+    and the figures (:func:`plot_evaluation`, titled with the manifest's run name and method).
+    Returns {"metrics", "scores_csv", "scores_json": path, "figures": {name: path}}."""
     out_dir = Path(out_dir)
     report = evaluation.report
+    figures = plot_evaluation(out_dir, evaluation.labels, report.scores, evaluation.metrics, _figure_title(manifest))
     test_files = [
         {"path": str(p), "label": int(y), "score": float(s)}
         for p, y, s in zip(report.paths, evaluation.labels, report.scores)
@@ -58,6 +62,7 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
     document = {
         **manifest,
         "metrics": evaluation.metrics,
+        "figures": {name: str(path) for name, path in figures.items()},
         "test_split": test_files,
         "excluded_as_seen_in_training": [str(p) for p in evaluation.excluded],
         "unreadable": [{"path": str(f.path), "error": f.problem} for f in report.failures],
@@ -66,7 +71,14 @@ def write_evaluation(evaluation: Evaluation, out_dir: str | Path, manifest: dict
         "metrics": write_json(out_dir / METRICS_FILE, document),
         "scores_csv": report.write_csv(out_dir / "scores.csv"),
         "scores_json": report.write_json(out_dir / "scores.json"),
+        "figures": figures,
     }
+
+
+def _figure_title(manifest: dict) -> str:
+    """``run-name — method`` from what the manifest has of them."""
+    run = Path(manifest["run"]).name if manifest.get("run") else None
+    return " — ".join(part for part in (run, manifest.get("method")) if part) or "evaluation"
 
 
 def evaluate_run(
@@ -80,9 +92,9 @@ def evaluate_run(
     bootstrap: int = 1000,
     progress: bool = True,
     command: list[str] | None = None,
-) -> tuple[Evaluation, dict[str, Path]]:
+) -> tuple[Evaluation, dict[str, Any]]:
     """Load a run, evaluate it on ``data``'s test split (minus its training files), write
-    ``metrics.json`` and the scores into ``out_dir`` (default ``RUN/evaluation``)."""
+    ``metrics.json``, the scores and the figures into ``out_dir`` (default ``RUN/evaluation``)."""
     run = RunFolder(run_dir)
     run_manifest = run.read_manifest()
     index = data if isinstance(data, DatasetIndex) else discover(data)
@@ -90,6 +102,7 @@ def evaluate_run(
     result = evaluate(model, index, run_manifest.seen_files(), batch_size, bootstrap, run_manifest.seed, progress)
     manifest = {
         "run": str(run.root),
+        "method": run_manifest.identity.method,
         "checkpoint": checkpoint,
         "seed": run_manifest.seed,
         "data": str(index.root),

@@ -13,9 +13,32 @@ from ppad.data.readers import ImageReadError
 from ppad.io import atomic_write, write_json
 from ppad.metrics import DEFAULT_THRESHOLD
 
+MEMORY_VIEW = "memory"  # the few-shot memory's column in ``knn`` and ``<method>+knn`` runs
+
 
 def view_label(name: str) -> str:
     return name or "whole image"
+
+
+def score_drivers(
+    view_names: list[str], views: np.ndarray, scores: np.ndarray, fusion_weight: float | None = None
+) -> list[str]:
+    """What drove each score: the view with the highest abnormal probability, except that in a
+    fused score ``w · prompt + (1 − w) · memory`` the part with the larger weighted contribution
+    decides first — ``memory``, or the prompt view with the highest probability.
+
+    ``fusion_weight`` is ``w`` (``None``: the score is not fused)."""
+    labels = [view_label(name) for name in view_names]
+    views = np.asarray(views, dtype=np.float64)
+    if fusion_weight is None or view_names[-1:] != [MEMORY_VIEW] or len(view_names) < 2:
+        return [labels[int(row.argmax())] for row in views]
+    memory_part = (1 - fusion_weight) * views[:, -1]
+    prompt_part = np.asarray(scores, dtype=np.float64) - memory_part
+    top_prompt_view = views[:, :-1].argmax(axis=1)
+    return [
+        MEMORY_VIEW if memory >= prompt else labels[int(view)]
+        for memory, prompt, view in zip(memory_part, prompt_part, top_prompt_view)
+    ]
 
 
 def view_column(name: str) -> str:
@@ -42,15 +65,17 @@ class ScoreReport:
     scores: np.ndarray
     eta: float
     failures: list[ImageReadError] = field(default_factory=list)
+    fusion_weight: float | None = None  # w of a ``<method>+knn`` score; None when not fused
 
     def rows(self, threshold: float = DEFAULT_THRESHOLD) -> list[dict]:
         rows = []
-        for path, score, views in zip(self.paths, self.scores, self.view_probabilities):
+        drivers = score_drivers(self.view_names, self.view_probabilities, self.scores, self.fusion_weight)
+        for path, score, views, driver in zip(self.paths, self.scores, self.view_probabilities, drivers):
             row = {
                 "path": str(path),
                 "score": float(score),
                 "prediction": "abnormal" if score > threshold else "normal",
-                "top_view": view_label(self.view_names[int(views.argmax())]),
+                "top_view": driver,
             }
             row.update({view_column(name): float(p) for name, p in zip(self.view_names, views)})
             rows.append(row)
@@ -78,6 +103,7 @@ class ScoreReport:
             {
                 "eta": self.eta,
                 "threshold": DEFAULT_THRESHOLD,
+                "fusion_weight": self.fusion_weight,
                 "views": [view_label(name) for name in self.view_names],  # as in the CSV and rows
                 "images": self.rows(),
                 "unreadable": [{"path": str(f.path), "error": f.problem} for f in self.failures],

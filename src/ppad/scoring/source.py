@@ -7,10 +7,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ppad.errors import SettingsError
-from ppad.scoring.archive import Provenance, Scorer
-from ppad.scoring.rows import csv_columns
+
+if TYPE_CHECKING:  # a source is described and checked before any scoring module is imported
+    from ppad.scoring.archive import Provenance, Scorer
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,9 @@ class ScorerSource:
 
     def provenance(self, scorer: Scorer) -> Provenance:
         """What the scores CSV records, and compares before resuming."""
+        from ppad.scoring.archive import Provenance
+        from ppad.scoring.rows import csv_columns
+
         columns = csv_columns(scorer.view_names)
         if self.onnx_model is not None:
             return Provenance.of(self.onnx_model, self.onnx_model, "onnx", columns)

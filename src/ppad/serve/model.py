@@ -13,7 +13,7 @@ from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.runs import RunFolder
 from ppad.scoring.rows import ScoreReport, view_label
-from ppad.scoring.scorer import predict_views
+from ppad.scoring.scorer import fusion_weight_of, predict_views
 from ppad.serve.errors import from_read_error
 from ppad.serve.overlay import anomaly_map, overlay_png
 from ppad.serve.uploads import Upload
@@ -54,6 +54,7 @@ class ServedModel:
             "views": self.views,
             "threshold": self.threshold,
             "eta": self.model.config.eta,
+            "fusion_weight": fusion_weight_of(self.model),
             "image_size": self.model.preprocessing.image_size,
             "device": str(self.device),
             "config": self.config,
@@ -70,7 +71,12 @@ class ServedModel:
         probabilities = views[None]
         scores = self.model.aggregate(probabilities)
         report = ScoreReport(
-            [Path(upload.filename)], self.model.view_names, probabilities, scores, self.model.config.eta
+            [Path(upload.filename)],
+            self.model.view_names,
+            probabilities,
+            scores,
+            self.model.config.eta,
+            fusion_weight=fusion_weight_of(self.model),
         )
         row = report.rows(self.threshold)[0]
         return {
@@ -83,7 +89,9 @@ class ServedModel:
             "decision": row["prediction"],
             "top_view": row["top_view"],
             "views": dict(zip(self.views, views.tolist())),
-            "overlay_png": None if amap is None else overlay_png(self.model, film, amap, views, row["score"]),
+            "overlay_png": None
+            if amap is None
+            else overlay_png(self.model, film, amap, views, row["score"], upload.filename),
         }
 
     def _predict(self, image: np.ndarray, with_map: bool) -> tuple[np.ndarray, np.ndarray | None]:

@@ -18,16 +18,29 @@ def anomaly_map(model: PromptDetector, image: np.ndarray) -> np.ndarray:
     return anomaly_maps(model, image)[0]
 
 
-def overlay_png(model: PromptDetector, film: np.ndarray, amap: np.ndarray, views: np.ndarray, score: float) -> str:
-    """Base64 PNG of ``amap`` ([S, S], the model's frame) over ``film``, with the views and score.
+def overlay_png(
+    model: PromptDetector, film: np.ndarray, amap: np.ndarray, views: np.ndarray, score: float, title: str = ""
+) -> str:
+    """Base64 PNG of ``amap`` ([S, S], the model's frame, by the default map method) over ``film``,
+    with ``title`` (the file name), the views and score.
 
     The film is scaled down to the overlay's size first, so a 4000-pixel film is not blended
     at full resolution only to be shrunk afterwards."""
-    from ppad.maps import render_overlay, to_original
+    from ppad.maps import MAP_METHODS, render_overlay, resolve_map_method, to_original
     from ppad.maps.overlay import MAX_SIDE
 
     shown = _fit(film, MAX_SIDE)
-    picture = render_overlay(shown, to_original(amap, shown.shape, model.preprocessing), model.view_names, views, score)
+    method = resolve_map_method(model)
+    picture = render_overlay(
+        shown,
+        to_original(amap, shown.shape, model.preprocessing),
+        model.view_names,
+        views,
+        score,
+        title,
+        method,
+        MAP_METHODS[method].meaning,
+    )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return base64.b64encode(buffer.getvalue()).decode("ascii")

@@ -15,7 +15,10 @@ class ScoreResult(BaseModel):
     score: float = Field(description="Anomaly score in [0, 1] (PPAD's rule over the views).")
     threshold: float = Field(description="The run's decision threshold: score > threshold is 'abnormal'.")
     decision: Literal["normal", "abnormal"]
-    top_view: str = Field(description="The view with the highest abnormal probability.")
+    top_view: str = Field(
+        description="What drove the score: the view with the highest abnormal probability; for a fused "
+        "<method>+knn score, 'memory' when the memory's weighted part is the larger, else the prompt view."
+    )
     views: dict[str, float] = Field(description="Abnormal probability at each view, in the run's view order.")
     overlay_png: str | None = Field(
         description="Base64 PNG of the anomaly map over the film, with the views and score; null with map=false."
@@ -45,6 +48,9 @@ class ModelInfo(BaseModel):
     views: list[str]
     threshold: float
     eta: float
+    fusion_weight: float | None = Field(
+        description="Share w of the prompt score in a <method>+knn score (1 − w is the memory's); null if not fused."
+    )
     image_size: int
     device: str
     limits: dict[str, Any]

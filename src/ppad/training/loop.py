@@ -3,6 +3,7 @@ on the validation split, atomic resumable checkpoints."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -15,9 +16,12 @@ from tqdm.auto import tqdm
 from ppad.data.batches import SyntheticBatch, synthesize_batch
 from ppad.errors import SettingsError
 from ppad.methods.base import PromptDetector
+from ppad.methods.memory import MemoryFusion
 from ppad.runs import PROMPT_FILES, RunFolder, TrainState
 from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
+
+log = logging.getLogger("ppad")
 
 
 def softmax_bce(
@@ -73,9 +77,15 @@ class TrainSettings:
         return asdict(self)
 
 
-def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_size: int) -> float:
-    views = predict_views(model, validation.images, batch_size)
+def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_size: int, progress: bool) -> float:
+    views = predict_views(model, validation.images, batch_size, progress, "validating")
     return float(roc_auc_score(validation.labels, model.aggregate(views)))
+
+
+def validation_label(model: PromptDetector) -> str:
+    """The progress bar's name for the AUC validated during training: a memory-fused method is
+    validated on its prompt part alone there (its fusion weight is chosen after training)."""
+    return "val_auc_prompt" if isinstance(model, MemoryFusion) else "val_auc"
 
 
 def _train_epoch(model, optimizer, support, task, region_masks, rng, settings: TrainSettings) -> float:
@@ -110,10 +120,10 @@ def fit(
     Each epoch's randomness is derived from (seed, epoch) alone, so a resumed run draws the
     same regions and anomalies as an uninterrupted one. Returns the history and best epoch.
     """
-    model.prepare(support, settings.batch_size)
+    model.prepare(support, settings.batch_size, progress)
     if not model.trainable:  # zero-shot, knn: nothing to learn; calibrated and validated once
-        calibration = _calibrate(model, validation, settings.batch_size)
-        val_auc = _validation_auc(model, validation, settings.batch_size) if validation is not None else None
+        calibration = _calibrate(model, validation, settings.batch_size, progress)
+        val_auc = _validation_auc(model, validation, settings.batch_size, progress) if validation is not None else None
         for kind in PROMPT_FILES:
             run.save_prompts(model, kind)
         return {"history": [], "best_epoch": 0, "best_val_auc": val_auc, "calibration": calibration}
@@ -124,6 +134,7 @@ def fit(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     state = run.load_state() or TrainState({}, {}, {}, 0, [], {"epoch": 0, "val_auc": None, "prompts": {}})
     if state.epoch:
+        log.info("resuming %s at epoch %d of %d", run.root, state.epoch + 1, settings.epochs)
         run.restore(model, state.prompts)
         optimizer.load_state_dict(state.optimizer)
         scheduler.load_state_dict(state.scheduler)
@@ -150,7 +161,7 @@ def fit(
         model.eval()
         validate = validation is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs)
         if validate:
-            record["val_auc"] = _validation_auc(model, validation, settings.batch_size)
+            record["val_auc"] = _validation_auc(model, validation, settings.batch_size, progress)
         state.history.append(record)
         best = state.best
         if validation is None or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"])):
@@ -164,14 +175,15 @@ def fit(
         state.prompts, state.epoch = _cpu(model.learned_state_dict()), epoch + 1
         state.optimizer, state.scheduler = optimizer.state_dict(), scheduler.state_dict()
         run.save_state(state)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "val_auc")})
+        shown = {"loss": "loss", "val_auc": validation_label(model)}
+        bar.set_postfix({shown[k]: f"{v:.4f}" for k, v in record.items() if k in shown})
     # Checkpoints are written from the training state, so a run warm-started from an identical
     # run's state (a memory-fused variant in the bench) gets its own files; methods with a memory
     # fit its calibration and fusion weight per checkpoint.
     calibration = {}
     for kind, learned in (("last", _cpu(model.learned_state_dict())), ("best", state.best["prompts"])):
         run.restore(model, learned)
-        calibration = _calibrate(model, validation, settings.batch_size)
+        calibration = _calibrate(model, validation, settings.batch_size, progress)
         if calibration or not run.prompts_path(kind).is_file():
             run.save_prompts(model, kind)
     return {
@@ -187,8 +199,8 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.cpu().clone() for k, v in state.items()}
 
 
-def _calibrate(model: PromptDetector, validation: SyntheticBatch | None, batch_size: int) -> dict:
+def _calibrate(model: PromptDetector, validation: SyntheticBatch | None, batch_size: int, progress: bool) -> dict:
     if validation is None:
         return {}
     model.eval()
-    return model.calibrate(validation.images, validation.labels.astype(int), batch_size)
+    return model.calibrate(validation.images, validation.labels.astype(int), batch_size, progress)

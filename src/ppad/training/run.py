@@ -10,6 +10,7 @@ from importlib.metadata import version
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from ppad import __version__
 from ppad.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
@@ -53,10 +54,13 @@ def train_run(
     config = config or spec.defaults
     index = data if isinstance(data, DatasetIndex) else discover(data)
     split = draw_few_shot(index.train_normals, settings.shots, settings.validation_size, settings.seed)
-    loaded = load_backbone(backbone, architecture, device) if isinstance(backbone, str | Path) else backbone
-    torch.manual_seed(settings.seed)  # prompt initialisation
-    model = spec.build(loaded, config)
-    identity = RunIdentity(method, settings.to_dict(), config.to_dict(), model.backbone.fingerprint, split.to_dict())
+    with tqdm(total=1, desc="loading backbone", unit="model", disable=not progress, leave=False) as bar:
+        loaded = load_backbone(backbone, architecture, device) if isinstance(backbone, str | Path) else backbone
+        torch.manual_seed(settings.seed)  # prompt initialisation
+        model = spec.build(loaded, config)
+        fingerprint = model.backbone.fingerprint
+        bar.update()
+    identity = RunIdentity(method, settings.to_dict(), config.to_dict(), fingerprint, split.to_dict())
     defaults = {"settings": TrainSettings().to_dict(), "model": spec.defaults.to_dict()}
     previous = run.previous_manifest(identity, defaults)
     if previous is not None and previous.result is not None and run.prompts_path("best").is_file():

@@ -1,0 +1,45 @@
+"""The names the command line offers as choices, as plain tuples: no PyTorch, so that ``ppad``
+parses and checks its options in a fraction of a second.
+
+Plain constants are defined here and imported by the modules that use them; a registry of
+objects (methods, architectures, …) keeps its dictionary, and ``tests/test_choices.py`` checks
+that its names equal the tuple here, in order.
+"""
+
+from __future__ import annotations
+
+DEFAULT_BACKBONE = "cxr-lite"
+ARCHITECTURE_NAMES = ("ViT-B/32", "ViT-B/16", "tiny")
+METHOD_NAMES = (
+    "ppad",
+    "ppad-text",
+    "coop",
+    "maple",
+    "zeroshot",
+    "knn",
+    *(f"{name}+knn" for name in ("ppad", "ppad-text", "coop", "maple", "zeroshot")),
+)
+TEMPLATES = ("words", "chexzero")  # zeroshot prompts
+PRESET_NAMES = ("ppad", "reference")
+SIDES = ("anatomical", "image")  # region sides: the patient's (radiological) or the image's
+PATCH_RULE_NAMES = ("majority", "any")
+LOSS_NAMES = ("softmax-bce", "two-sigmoid")
+SYNTHESIS_NAMES = (
+    "sas",
+    "sas-reference",
+    "fpi",
+    "pii",
+    "cutpaste",
+    "cutpaste-scar",
+    "cutpaste-support",
+    "anatpaste",
+    "gaussian-intensity",
+    "source",
+    "sink",
+    "identity",
+    "mediclip",
+)
+ABLATION_NAMES = ("prompts", "synthesis", "preset")
+CHECKPOINTS = ("best", "last")
+DEFAULT_MAP_METHOD = "auto"
+MAP_METHOD_NAMES = ("text", "memory", "gradient", "sweep")
