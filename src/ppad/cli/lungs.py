@@ -24,8 +24,8 @@ COLUMNS = ["path", "width", "height", "right_fraction", "left_fraction", "region
 def command(images, out, weights, quiet) -> None:
     """Lung-field masks, overlays and a CSV (areas, trust flag) with the shipped segmenter.
 
-    IMAGES are files, folders (searched recursively) or .csv lists with a 'path' column. Per film: OUT/<stem>.png (the film's size, 255 = lung field as segmented, 0 elsewhere),
-    OUT/<stem>_sides.png (the regions used: 1 = patient's right lung, 2 = patient's left lung,
+    IMAGES are files, folders (searched recursively) or .csv lists with a 'path' column. Per film:
+    OUT/<stem>.png (the film's size, 255 = lung field as segmented, 0 elsewhere), OUT/<stem>_sides.png (the regions used: 1 = patient's right lung, 2 = patient's left lung,
     0 elsewhere; the image halves when the mask is not trusted), OUT/<stem>_overlay.png (outlines,
     R / L) and a row of OUT/lungs.csv: lung area fractions, regions ('lungs' or 'halves' with the
     reason), seconds. Unreadable files are rows with their error; exits 2 when no film could be read."""
@@ -39,10 +39,9 @@ def command(images, out, weights, quiet) -> None:
     from ppad.cli.score import expand_inputs, refuse_empty_lists
     from ppad.data.readers import ImageReadError, read_image
     from ppad.errors import DataError
-    from ppad.io import atomic_write
+    from ppad.io import atomic_write, unique_stems
     from ppad.lungs.model import load_lung_segmenter
     from ppad.lungs.overlay import render_lung_overlay
-    from ppad.maps.files import unique_stems
 
     paths, failures = expand_inputs(images)
     refuse_empty_lists(paths, failures)

@@ -11,7 +11,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ppad.data.readers import ImageReadError, read_image
-from ppad.io import atomic_write
+from ppad.io import atomic_write, unique_stems
 from ppad.maps.geometry import to_original
 from ppad.maps.overlay import render_overlay
 from ppad.maps.registry import DEFAULT_MAP_METHOD, MAP_METHODS, anomaly_maps, resolve_map_method
@@ -62,20 +62,6 @@ class MapReport:
 
     written: list[tuple[Path, Path, Path]] = field(default_factory=list)
     failures: list[ImageReadError] = field(default_factory=list)
-
-
-def unique_stems(paths: list[Path]) -> dict[Path, str]:
-    """A file stem per path; repeated stems get ``-2``, ``-3``… in input order."""
-    used: set[str] = set()
-    stems = {}
-    for path in paths:
-        stem, n = path.stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        used.add(stem)
-        stems[path] = stem
-    return stems
 
 
 def write_maps(
