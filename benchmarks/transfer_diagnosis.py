@@ -1,6 +1,7 @@
 """Why cxr-lite's prompt methods do not transfer to ZhangLab: the numbers in the README's diagnosis.
 
-Run: python benchmarks/transfer_diagnosis.py [--zhanglab ../shared/data/zhanglab] [--nih ../shared/data/nih-cxr8]
+Run: python benchmarks/transfer_diagnosis.py [--backbone cxr-lite] [--zhanglab ../shared/data/zhanglab]
+[--nih ../shared/data/nih-cxr8]
 
 Prints (1) zero-shot AUC on the ZhangLab test split, plain and re-centred on 64 support normals
 (a test-set diagnosis, never used to choose anything), (2) how far SAS and CutPaste move a film's
@@ -63,8 +64,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--zhanglab", default="../shared/data/zhanglab")
     parser.add_argument("--nih", default="../shared/data/nih-cxr8")
+    parser.add_argument("--backbone", default="cxr-lite", help="a dual-tower backbone, e.g. cxr-lite-1")
     args = parser.parse_args()
-    backbone = load_backbone("cxr-lite")
+    backbone = load_backbone(args.backbone)
     preprocessing = backbone.architecture.preprocessing
 
     def read(paths) -> np.ndarray:

@@ -122,9 +122,9 @@ def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     losses = [epoch["loss"] for epoch in record["history"]]
     assert len(losses) == 6 and losses[-1] < losses[0]  # the loss falls on real films
     chosen = record["history"][record["best_epoch"] - 1]["val_zero_shot_auc"]
-    assert record["validation"] == pytest.approx(chosen)  # the saved heads are the chosen epoch's
-    assert record["data"]["train_films"] == 24 and record["data"]["val_films"] == 16
-    assert record["command"][1:3] == ["pretrain", "--data"] and len(record["data_sha256"]) == 64
+    assert record["validation"]["labels"] == pytest.approx(chosen["labels"])  # the saved weights are the chosen epoch's
+    assert record["data"]["tables"][0]["train_films"] == 24 and record["data"]["tables"][0]["val_films"] == 16
+    assert record["command"][1:3] == ["pretrain", "--data"] and len(record["data_sha256"]["labels"]) == 64
     backbone = load_backbone(out)
     assert backbone.fingerprint != load_backbone("cxr-lite").fingerprint
     # the same command again resumes: nothing is recomputed and the result is identical
@@ -146,10 +146,11 @@ def test_pretrain_adds_a_detection_sets_training_normals_as_no_finding(tmp_path)
     done = _pretrain(table, out, "--normals", str(manifest), "--epochs", "2", "--batch-size", "8", "--views", "2")
     assert done.returncode == 0, done.stderr
     record = json.loads((out / "backbone.json").read_text())
-    assert record["data"]["train_films"] == 24 + 6 and record["data"]["val_films"] == 16
-    assert record["data"]["normals"] == {"source": str(manifest.resolve()), "films": 6}
+    tables = record["data"]["tables"]
+    assert [t["train_films"] for t in tables] == [24, 6] and [t["val_films"] for t in tables] == [16, 0]
+    assert tables[1]["source"] == str(manifest.resolve()) and tables[1]["name"] == "zhanglab"
     films = read_films(table)
-    assert record["data_sha256"] == films_digest(films + extra) != films_digest(films)
+    assert record["data_sha256"] == {"labels": films_digest(films), "zhanglab": films_digest(extra)}
 
 
 @needs_nih
@@ -162,3 +163,106 @@ def test_pretrain_refuses_a_normals_set_without_normals(tmp_path):
     done = _pretrain(_small_table(tmp_path), tmp_path / "out", "--normals", str(folder))
     assert done.returncode == 2 and "no training normals" in done.stderr and str(folder) in done.stderr
     assert "Traceback" not in done.stderr and not (tmp_path / "out").exists()
+
+
+POOL = NIH.parent / "cxr-pool"
+needs_pool = pytest.mark.skipif(not (POOL / "labels.csv").is_file(), reason=f"real cxr-pool films not found at {POOL}")
+
+
+def test_a_covid_label_is_read_and_turned_into_its_own_texts(tmp_path):
+    table = _write_table(
+        tmp_path / "pool.csv",
+        [
+            {"image": "a.jpg", "findings": "COVID-19", "split": "train"},
+            {"image": "b.jpg", "findings": "No Finding", "split": "val"},
+        ],
+    )
+    films = read_films(table)
+    assert [f.findings for f in films] == [("COVID-19",), ()] and {f.source for f in films} == {"pool"}
+    texts = {label_text(("COVID-19",), np.random.default_rng(seed)) for seed in range(60)}
+    assert texts <= set(FINDING_TEXTS["COVID-19"]) and len(texts) >= 4
+    assert "pneumonia" not in texts and not texts & set(FINDING_TEXTS["Pneumonia"])  # not NIH's pneumonia
+
+
+def test_epoch_draws_each_table_by_its_weight():
+    from ppad.pretraining.pretrain import epoch_order
+
+    sources = torch.tensor([0] * 10 + [1] * 40)
+    order = epoch_order(sources, [2.0, 0.25], np.random.default_rng(0))
+    drawn = sources[torch.from_numpy(order)]
+    assert int((drawn == 0).sum()) == 20 and int((drawn == 1).sum()) == 10
+    assert np.bincount(order[order < 10], minlength=10).tolist() == [2] * 10  # every film twice, none thrice
+    assert len(set(order[order >= 10].tolist())) == 10  # a quarter of the pool, no repeats
+
+
+def test_a_pretraining_epoch_moves_the_tail_and_nothing_frozen(tmp_path):
+    from ppad.backbones import DualTowerBackbone, DualTowerSpec
+    from ppad.pretraining import PretrainSettings
+    from ppad.pretraining.pretrain import Cache, _train
+
+    backbone = DualTowerBackbone(DualTowerSpec(trained_stages=1))
+    torch.manual_seed(0)
+    images = torch.rand(6, 3, 224, 224) * 2 - 1
+    with torch.no_grad():
+        pooled, maps = backbone.front_features(images)
+        # the cached front + the tail is exactly the inference path's head input
+        whole = torch.cat([pooled, backbone.tail_features(maps.contiguous())], dim=-1)
+        torch.testing.assert_close(whole, backbone.image_head_inputs(images), rtol=1e-4, atol=1e-5)
+    views = (torch.stack([pooled, pooled.flip(0)], 1), torch.stack([maps, maps.flip(0)], 1).half())
+    cache = Cache(
+        train_pooled=views[0],
+        train_maps=views[1],
+        train_groups=torch.tensor([0, 1, 0, 1, 0, 1]),
+        train_sources=torch.zeros(6, dtype=torch.long),
+        val_pooled=pooled,
+        val_maps=maps.half(),
+        val_labels=torch.tensor([0, 1, 0, 1, 0, 1]),
+        val_sources=torch.zeros(6, dtype=torch.long),
+        texts=torch.randn(2, 3, backbone.text_width),
+        label_sets=[(), ("Pneumonia",)],
+        sources=["nih"],
+    )
+    before = {k: v.clone() for k, v in backbone.state_dict().items()}
+    settings = PretrainSettings(epochs=1, batch_size=6, views=2, texts_per_label=3, lr=1e-2, tower_lr=1e-2)
+    history, best = _train(backbone, cache, settings, {"test": 1}, tmp_path / "state.pt", progress=False)
+    changed = {k for k, v in backbone.state_dict().items() if not torch.equal(v, before[k])}
+    tail = ("image_tower.blocks.6.", "image_tower.conv_head.", "image_tower.bn2.weight", "image_tower.bn2.bias")
+    assert any(k.startswith("image_tower.blocks.6.") for k in changed) and "image_tower.conv_head.weight" in changed
+    assert {k for k in changed if k.startswith(("image_tower.", "text_tower."))} <= {
+        k for k in changed if k.startswith(tail)
+    }  # nothing before the tail, nothing of the text tower, no batch-norm statistics
+    assert not any(k.startswith("folded_image_tower.") for k in backbone.state_dict())
+    assert set(best["learned"]) == set(backbone.learned_state_dict()) and history[0]["seconds"] >= 0
+
+
+@needs_nih
+@needs_pool
+def test_pretrain_on_two_tables_from_the_command_line(tmp_path):
+    nih = _small_table(tmp_path, n_train=16, n_val=12)
+    rows = list(csv.DictReader(open(POOL / "labels.csv")))
+    picked = [r for r in rows if r["split"] == "train"][:8] + [r for r in rows if r["split"] == "train"][-8:]
+    val = [r for r in rows if r["split"] == "val"]
+    for finding in ("COVID-19", "No Finding"):
+        picked += [r for r in val if r["findings"] == finding][:4]
+    for row in picked:
+        row["image"] = str(POOL / row["image"])
+    (tmp_path / "pool").mkdir()
+    pool = _write_table(tmp_path / "pool" / "pool.csv", picked)
+    out = tmp_path / "pre"
+    command = [sys.executable, "-m", "ppad.cli.main", "pretrain", "--data", str(nih), "--data", str(pool)]
+    options = ["--source-weights", "2,0.5", "--epochs", "2", "--batch-size", "8", "--views", "2", "--quiet"]
+    done = subprocess.run([*command, *options, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert "labels: words" in done.stdout and "pool: words" in done.stdout
+    record = json.loads((out / "backbone.json").read_text())
+    tables = {t["name"]: t for t in record["data"]["tables"]}
+    assert tables["labels"]["train_films"] == 16 and tables["pool"]["train_films"] == 16
+    assert tables["labels"]["weight"] == 2.0 and tables["pool"]["weight"] == 0.5
+    assert set(record["data_sha256"]) == {"labels", "pool"} and set(record["validation"]) == {"labels", "pool"}
+    assert record["selection"].endswith("on labels's val split") and record["spec"]["trained_stages"] == 1
+    assert record["history"][0]["val_zero_shot_auc"]["pool"]["words"] >= 0
+    assert {("COVID-19",), ()} <= {tuple(f.findings) for f in read_films(pool)}
+    backbone = load_backbone(out)
+    wheel = load_backbone("cxr-lite")  # heads only: its tower is the wheel's
+    assert not torch.equal(backbone.image_tower.conv_head.weight, wheel.image_tower.conv_head.weight)
+    assert torch.equal(backbone.image_tower.blocks[5][0].conv_pw.weight, wheel.image_tower.blocks[5][0].conv_pw.weight)

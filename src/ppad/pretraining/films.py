@@ -25,6 +25,13 @@ class Film:
     findings: tuple[str, ...]
     split: str
     view: str = ""
+    source: str = ""  # the table it came from (per-source sampling weights and validation)
+
+
+def source_name(data: str | Path) -> str:
+    """A table's short name: its folder's name, or a CSV's stem."""
+    data = Path(data).expanduser()
+    return data.name if data.is_dir() else data.stem
 
 
 def read_films(data: str | Path) -> list[Film]:
@@ -50,7 +57,8 @@ def read_films(data: str | Path) -> list[Film]:
                 findings = parse_findings(row["findings"])
             except ValueError as error:
                 raise LayoutError(f"{table}:{line}: {error}") from None
-            films.append(Film(table.parent / row[path_column].strip(), findings, split, row.get("view", "") or ""))
+            path = table.parent / row[path_column].strip()
+            films.append(Film(path, findings, split, row.get("view", "") or "", source_name(data)))
     return films
 
 
@@ -60,7 +68,7 @@ def normal_films(data: str | Path) -> list[Film]:
     normals = discover(data).train_normals
     if not normals:
         raise LayoutError(f"{data}: no training normals found to add to pre-training")
-    return [Film(Path(path), (), "train") for path in normals]
+    return [Film(Path(path), (), "train", source=source_name(data)) for path in normals]
 
 
 def films_digest(films: list[Film]) -> str:

@@ -4,9 +4,15 @@ Each finding has a set of sentences a radiologist might write; a label set becom
 sentence per finding, or a pseudo-report (one sentence per finding, shuffled, joined). An image
 with no finding gets one of several normal phrasings. Bare class words ("pneumonia", "normal")
 are in the sets so that the zero-shot prompts of ``ppad`` land in the trained text space.
+``COVID-19`` (the cxr-pool's label) has its own sentences: named as what it is, a viral
+pneumonia with bilateral peripheral ground-glass opacities, never silently folded into NIH's
+``Pneumonia``; the bare word "pneumonia" is not among them (it stays NIH's finding).
 """
 
 from __future__ import annotations
+
+import hashlib
+import json
 
 import numpy as np
 
@@ -37,6 +43,14 @@ FINDING_TEXTS: dict[str, tuple[str, ...]] = {
         "The heart is enlarged.",
         "There is cardiomegaly.",
         "Enlarged cardiac silhouette.",
+    ),
+    "COVID-19": (
+        "covid-19",
+        "COVID-19 pneumonia.",
+        "Viral pneumonia.",
+        "Bilateral peripheral ground-glass opacities.",
+        "Multifocal patchy opacities consistent with COVID-19 pneumonia.",
+        "Bilateral lower-zone airspace opacities of viral pneumonia.",
     ),
     "Consolidation": (
         "consolidation",
@@ -122,3 +136,8 @@ def label_text(findings: tuple[str, ...], rng: np.random.Generator) -> str:
 def text_pool(findings: tuple[str, ...], size: int, rng: np.random.Generator) -> list[str]:
     """``size`` texts for a label set (repeats allowed), drawn with ``label_text``."""
     return [label_text(findings, rng) for _ in range(size)]
+
+
+def texts_digest() -> str:
+    """SHA-256 of every sentence set: cached text embeddings are only reused for the same texts."""
+    return hashlib.sha256(json.dumps([NORMAL_TEXTS, FINDING_TEXTS], sort_keys=True).encode()).hexdigest()
