@@ -42,7 +42,7 @@ def main() -> None:
         loss = cxr_clip_loss(
             tuple(backbone.image_head(_with_tail(backbone, *x)) for x in images),
             tuple(backbone.text_head(t) for t in sentences),
-            groups[: len(images[0])],
+            groups[: len(images[0][0])],
             backbone.logit_scale,
         )["loss"]
         optimizer.zero_grad()
