@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "pretrain": (
         "ppad.cli.pretrain",
-        "CXR-CLIP pre-training of the cxr-lite heads (towers frozen); writes OUT/backbone.safetensors.",
+        "CXR-CLIP pre-training of a cxr-lite backbone (heads + image-tower tail); writes OUT/backbone.safetensors.",
     ),
     "synth-preview": (
         "ppad.cli.synth_preview",
