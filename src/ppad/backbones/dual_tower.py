@@ -160,9 +160,8 @@ class DualTowerBackbone(nn.Module):
         return [parameter for module in self.tail_modules() for parameter in module.parameters()]
 
     def _learned_prefixes(self) -> tuple[str, ...]:
-        tower, stages = self.image_tower, self.architecture.trained_stages
-        blocks = [f"image_tower.blocks.{i}." for i in range(len(tower.blocks) - stages, len(tower.blocks))]
-        return (*HEAD_KEYS, *blocks, *(("image_tower.conv_head.", "image_tower.bn2.") if stages else ()))
+        tail = {id(module) for module in self.tail_modules()}
+        return (*HEAD_KEYS, *(f"{name}." for name, module in self.named_modules() if id(module) in tail))
 
     def learned_state_dict(self) -> dict[str, torch.Tensor]:
         """What pre-training learns and ppad ships: the heads, the logit scale and the tower's tail."""
@@ -257,29 +256,28 @@ class DualTowerBackbone(nn.Module):
         stages = self.architecture.trained_stages
         if not stages:
             return self.image_head_inputs(images), images.new_zeros(len(images), 0)
-        tower, split = self.folded_image_tower, len(self.image_tower.blocks) - stages
-        ends = {block for block in self._stage_blocks().values() if block < split}
-        x, pooled = tower.bn1(tower.conv_stem(channels_last(images))), []
-        for index in range(split):
-            x = tower.blocks[index](x)
-            if index in ends:
-                pooled.append(F.normalize(x.mean(dim=(2, 3)), dim=-1))
-        return torch.cat(pooled, dim=-1), x
+        split = len(self.image_tower.blocks) - stages
+        x = self.folded_image_tower.bn1(self.folded_image_tower.conv_stem(channels_last(images)))
+        return self._run_blocks(self.folded_image_tower, x, range(split))
 
     def tail_features(self, front_map: torch.Tensor) -> torch.Tensor:
         """The trainable tail's part of the image-head input (gradients reach the tail's weights)."""
         stages = self.architecture.trained_stages
         if not stages:
             return front_map.new_zeros(len(front_map), 0)
-        tower, split = self.image_tower, len(self.image_tower.blocks) - stages
-        ends = {block for block in self._stage_blocks().values() if block >= split}
-        x, pooled = front_map, []
-        for index in range(split, len(tower.blocks)):
+        tower = self.image_tower
+        pooled, x = self._run_blocks(tower, front_map, range(len(tower.blocks) - stages, len(tower.blocks)))
+        return torch.cat([pooled, F.normalize(tower.bn2(tower.conv_head(x)).mean(dim=(2, 3)), dim=-1)], dim=-1)
+
+    def _run_blocks(self, tower: nn.Module, x: torch.Tensor, blocks: range) -> tuple[torch.Tensor, torch.Tensor]:
+        """Run ``blocks`` of ``tower`` from ``x``: (the pooled, unit-norm outputs of the image stages that
+        end among them, concatenated in order; the last block's output)."""
+        ends, pooled = set(self._stage_blocks().values()), [x.new_zeros(len(x), 0)]
+        for index in blocks:
             x = tower.blocks[index](x)
             if index in ends:
                 pooled.append(F.normalize(x.mean(dim=(2, 3)), dim=-1))
-        pooled.append(F.normalize(tower.bn2(tower.conv_head(x)).mean(dim=(2, 3)), dim=-1))
-        return torch.cat(pooled, dim=-1)
+        return torch.cat(pooled, dim=-1), x
 
     def encode_input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         return self.image_head(self.image_head_inputs(images))
