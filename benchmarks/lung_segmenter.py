@@ -7,7 +7,8 @@ by film so a busy machine slows both alike. Times are medians over films, in ms:
 * cxr-lite: resize to 224 + normalise + ``encode_image`` (the backbone's image pass);
 * segmenter (batch norms folded, as shipped): network only (resize + U-Net + logits back to the
   film's size), and in full with the post-processing (components, holes, sides, trust checks) —
-  what ``ppad lungs`` spends per film.
+  what ``ppad lungs`` spends per film; and in full on the film resized into the model's 224-px
+  input frame — what ``--region-set lungs`` and the lung-restricted maps spend per film.
 ``--sizes`` also times untrained networks of the same design at other input sizes (time does not
 depend on the weights): what was weighed when choosing the shipped input size. With
 ``--data`` (a lung-masks folder), the shipped weights' val Dice is printed too. ``--record``
@@ -68,6 +69,9 @@ def main() -> None:
         "cxr-lite encode_image (224)": encode,
         f"lung segmenter network ({segmenter.spec.input_size})": lambda film: segmenter.probabilities([film]),
         f"lung segmenter + post-processing ({segmenter.spec.input_size})": lambda film: segmenter.segment([film]),
+        "lung segmenter in the model's 224 frame, in full": lambda film: segmenter.segment_frames(
+            preprocessing.resize(film)[None]
+        ),
     }
     for size in (int(text) for text in args.sizes.split(",") if text):
         spec = replace(segmenter.spec, input_size=size)

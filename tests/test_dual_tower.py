@@ -120,7 +120,7 @@ def test_pixel_prompt_equals_the_patch_prompt_on_a_vit(backbone):
     torch.manual_seed(1)
     images, pixels = torch.randn(2, 3, 224, 224), torch.randn(3, 224, 224)
     pixel_keep = torch.from_numpy(regions.pixel_masks(224).astype(np.float32))[:, None]
-    patch_keep = backbone.region_keep(regions, 224)
+    patch_keep = backbone.keep_of_masks(torch.from_numpy(regions.pixel_masks(224)), regions.patch_rule)
     prompt = ImagePrompt(backbone.prompt_shape(224))
     with torch.no_grad():
         prompt.values.copy_(backbone.input_embeddings(pixels[None])[0])

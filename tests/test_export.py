@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from ppad.export.onnx import PARITY_TOLERANCE, ExportError, Parity, export_onnx
-from ppad.export.runtime import OnnxScorer, sidecar_path
+from ppad.export.runtime import OnnxScorer, segmenter_path, sidecar_path
 from ppad.methods import METHODS, get_method
 from ppad.scoring import DetectorScorer
 from tests.conftest import needs_zhanglab, zhanglab_manifest
@@ -24,10 +24,11 @@ from tests.conftest import run_ppad as ppad
 pytest.importorskip("onnxruntime", reason="onnxruntime is in the [test] extra")
 
 
-def trained(name: str, backbone, rng: np.random.Generator):
+def trained(name: str, backbone, rng: np.random.Generator, region_set: str | None = None):
     """A method's model with prompts moved off their initialisation and its memory filled."""
     torch.manual_seed(0)
-    model = get_method(name).build(backbone)
+    method = get_method(name)
+    model = method.build(backbone, method.config(region_set=region_set))
     with torch.no_grad():
         for prompt in model.learned_state_dict().values():
             prompt.add_(torch.randn_like(prompt) * 0.5)
@@ -83,10 +84,12 @@ def test_an_export_that_fails_or_disagrees_is_refused_and_leaves_the_earlier_one
     assert not nan.holds and nan.worst == float("inf")  # a NaN from either runtime never passes
 
 
-def test_scoring_with_an_export_needs_no_torch(backbone, rng, tmp_path):
-    model = trained("ppad+knn", backbone, rng)
+@pytest.mark.parametrize("region_set", ["ppad", "lungs"])
+def test_scoring_with_an_export_needs_no_torch(backbone, rng, tmp_path, region_set):
+    model = trained("ppad+knn", backbone, rng, region_set)
     out = tmp_path / "model.onnx"
     export_onnx(model, "ppad+knn", out, {})
+    assert segmenter_path(out).is_file() == (region_set == "lungs")  # lung fields: the segmenter goes along
     films = []
     for index in range(3):
         path = tmp_path / f"film{index}.png"
@@ -130,12 +133,15 @@ def write_film(values: np.ndarray, path: Path) -> None:
 
 @needs_zhanglab
 def test_export_then_score_real_films_through_the_cli(tmp_path):
+    """On each film's lung fields (the segmenter exported beside the model), the path with most parts."""
     manifest = tmp_path / "films.csv"
     test = zhanglab_manifest(manifest, train_normals=24, test_per_class=8)
     run = tmp_path / "run"
     schedule = ["--shots", "16", "--val-size", "8", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
-    done = ppad("train", "--method", "ppad+knn", "--data", manifest, "--out", run, *schedule)
+    done = ppad("train", "--method", "ppad+knn", "--region-set", "lungs", "--data", manifest, "--out", run, *schedule)
     assert done.returncode == 0, done.stderr
+    regions = json.loads((run / "manifest.json").read_text())["regions"]
+    assert regions["set"] == "lungs" and len(regions["segmenter"]["sha256"]) == 64
 
     model = tmp_path / "export" / "model.onnx"
     done = ppad("export", "--run", run, "--format", "onnx", "--out", model)
@@ -144,6 +150,8 @@ def test_export_then_score_real_films_through_the_cli(tmp_path):
     assert "INFO" not in done.stderr  # the exporter's graph passes stay quiet under the CLI's logging
     sidecar = json.loads(sidecar_path(model).read_text())
     assert sidecar["source"]["backbone"] == "cxr-lite" and sidecar["parity"]["real_films"]
+    assert sidecar["regions"]["segmenter"]["weights_sha256"] == regions["segmenter"]["sha256"]
+    assert segmenter_path(model).is_file()
 
     films = [str(i.path) for i in test]
     done = ppad("score", "--run", run, *films, "--out", tmp_path / "torch.csv", "--quiet")

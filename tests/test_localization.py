@@ -91,7 +91,7 @@ def test_evaluate_localization_compares_maps_with_the_floors(backbone, tmp_path)
     model = get_method("knn").build(backbone)
     model.prepare(rng.random((2, 224, 224)).astype(np.float32))
     result = evaluate_localization(model, tmp_path / "boxes.csv", map_methods=("auto", "gradient"), progress=False)
-    assert list(result["scores"]) == ["gradient", "centre prior", "uniform random"]
+    assert list(result["scores"]) == ["gradient", "centre prior", "lung prior", "uniform random"]
     assert (result["n_images"], result["n_boxes"]) == (1, 1)
     assert result["scores"]["centre prior"]["pointing_game"] == 1.0
     assert len(result["unreadable"]) == 1 and "broken.png" in result["unreadable"][0]

@@ -21,6 +21,7 @@ from ppad.synthesis import boundary_distance, get_synthesis
 from ppad.synthesis.shapes import ReferenceScribble, box_points
 from ppad.training import TrainSettings
 from ppad.training.loop import _train_epoch, softmax_bce, two_sigmoid_bce
+from tests.test_regions import patch_masks
 
 LOWER = 3  # index of "lower lung" in the ppad region set
 CENTRE = 24  # patch (3, 3) of the 7 × 7 grid
@@ -59,17 +60,18 @@ def test_image_sides_put_the_left_lung_on_image_columns_0_to_111():
     np.testing.assert_array_equal(np.stack([masks["upper lung"], masks["lower lung"], masks[""]]), anatomical[2:])
 
 
-def test_any_overlap_keeps_28_lower_lung_patches_and_never_masks_the_centre():
+def test_any_overlap_keeps_28_lower_lung_patches_and_never_masks_the_centre(backbone):
     # ViT-B/32 at 224: a 7 × 7 grid; the lower lung starts at pixel row 120, inside patch row 3
-    anyone = get_region_set("ppad", sides="image", patch_rule="any").patch_masks(224, 32)
-    majority = get_region_set("ppad").patch_masks(224, 32)
+    anyone = patch_masks(backbone, get_region_set("ppad", sides="image", patch_rule="any"))
+    majority = patch_masks(backbone, get_region_set("ppad"))
     assert anyone[LOWER].sum() == 28 and majority[LOWER].sum() == 21
     assert anyone[:, CENTRE].min() == 1 and majority[:, CENTRE].min() == 0
 
 
 def test_dual_tower_masks_pixels_exactly_whatever_the_patch_rule(cxr_lite):
     for rule in ("majority", "any"):
-        keep = cxr_lite.region_keep(get_region_set("ppad", patch_rule=rule), 224)
+        regions = get_region_set("ppad", patch_rule=rule)
+        keep = cxr_lite.keep_of_masks(torch.from_numpy(regions.pixel_masks(224)), regions.patch_rule)
         assert keep[LOWER, 0, :, 0].sum() == 104  # rows 120-223
 
 
@@ -80,10 +82,10 @@ class _Logits(torch.nn.Module):
         super().__init__()
         self.logits = logits
 
-    def class_logits(self, images, regions):
+    def class_logits(self, images, regions, masks=None):
         return self.logits
 
-    def forward(self, images, regions):
+    def forward(self, images, regions, masks=None):
         return self.logits[:, 1] - self.logits[:, 0]
 
 

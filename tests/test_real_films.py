@@ -82,7 +82,7 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
     localization = json.loads((run / "evaluation" / "localization.json").read_text())
     assert localization["n_images"] == 44 and localization["n_boxes"] == 49
     scores = localization["scores"]
-    assert set(scores) == {"memory", "centre prior", "uniform random"}
+    assert set(scores) == {"memory", "centre prior", "lung prior", "uniform random"}
     assert abs(scores["uniform random"]["pixel_auc"] - 0.5) < 0.05
     assert scores["centre prior"]["pixel_auc"] > scores["uniform random"]["pixel_auc"]
     assert "memory" in done.stdout and "centre prior" in done.stdout

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 from ppad.regions import PPAD_REGIONS, Region, get_region_set
 
@@ -18,8 +19,13 @@ def test_paper_regions_follow_the_radiological_convention():
     assert masks[""].all()
 
 
-def test_patch_masks_use_majority_coverage():
-    keep = PPAD_REGIONS.patch_masks(224, 32).reshape(5, 7, 7)
+def patch_masks(backbone, regions) -> torch.Tensor:
+    """[R, N] patch masks of a ViT (patch 32) for a region set, by its patch rule."""
+    return backbone.keep_of_masks(torch.from_numpy(regions.pixel_masks(224)), regions.patch_rule)[..., 0]
+
+
+def test_patch_masks_use_majority_coverage(backbone):
+    keep = patch_masks(backbone, PPAD_REGIONS).reshape(5, 7, 7)
     upper = keep[PPAD_REGIONS.names.index("upper lung")]
     # row 3 of patches spans pixel rows 96-127: 24 of 32 rows are upper → inside
     assert upper[:, 0].tolist() == [1, 1, 1, 1, 0, 0, 0]
@@ -31,5 +37,5 @@ def test_patch_masks_use_majority_coverage():
 def test_regions_are_validated_and_found_by_name():
     with pytest.raises(ValueError):
         Region("bad", top=0.6, bottom=0.4)
-    with pytest.raises(KeyError, match="known: ppad, whole"):
+    with pytest.raises(KeyError, match="known: lungs, ppad, whole"):
         get_region_set("nope")

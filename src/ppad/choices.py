@@ -21,6 +21,7 @@ METHOD_NAMES = (
 )
 TEMPLATES = ("words", "chexzero")  # zeroshot prompts
 PRESET_NAMES = ("ppad", "reference")
+REGION_SET_NAMES = ("ppad", "lungs", "whole")  # image halves / each film's lung fields / one view
 SIDES = ("anatomical", "image")  # region sides: the patient's (radiological) or the image's
 PATCH_RULE_NAMES = ("majority", "any")
 LOSS_NAMES = ("softmax-bce", "two-sigmoid")

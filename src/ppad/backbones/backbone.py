@@ -18,7 +18,7 @@ from torch import nn
 
 from ppad.backbones.architectures import Architecture
 from ppad.errors import SettingsError
-from ppad.regions import RegionSet
+from ppad.regions import PATCH_RULES
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -86,9 +86,12 @@ class ClipBackbone(nn.Module):
         """An image prompt holds one vector per patch: [N, width]."""
         return (self.grid_size(image_size) ** 2, self.width)
 
-    def region_keep(self, regions: RegionSet, image_size: int) -> torch.Tensor:
-        """[R, N, 1] patch masks (1 = patch inside the region), broadcastable over embeddings."""
-        return regions.patch_masks(image_size, self.patch_size)[..., None].to(self.device)
+    def keep_of_masks(self, masks: torch.Tensor, patch_rule: str) -> torch.Tensor:
+        """[…, S, S] pixel masks → […, N, 1] patch masks (1 = patch inside the region by the patch
+        rule, over the row-major patch grid), broadcastable over patch embeddings."""
+        coverage = F.avg_pool2d(masks.float().flatten(0, -3)[:, None], self.patch_size, self.patch_size)
+        keep = PATCH_RULES[patch_rule](coverage).float().flatten(1)
+        return keep.reshape(*masks.shape[:-2], -1, 1).to(self.device)
 
     def visual_tokens(self, patches: torch.Tensor) -> torch.Tensor:
         """Prepend the class token and add the (resampled) positional embedding → [B, 1+N, W]."""
@@ -110,11 +113,14 @@ class ClipBackbone(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_input_embeddings(self.input_embeddings(images))
 
-    def memory_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen descriptor for the few-shot memory: the unit-norm image embedding."""
+    def memory_features(self, images: torch.Tensor, pool: torch.Tensor | None = None) -> torch.Tensor:
+        """Frozen descriptor for the few-shot memory: the unit-norm image embedding (a global
+        token: ``pool`` does not apply)."""
         return F.normalize(self.encode_image(images), dim=-1)
 
-    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def encode_image_and_memory(
+        self, images: torch.Tensor, pool: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(encode_image(images), memory_features(images))`` from one pass through the tower."""
         features = self.encode_image(images)
         return features, F.normalize(features, dim=-1)

@@ -21,7 +21,6 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
 import timm
 import torch
 import torch.nn.functional as F
@@ -34,7 +33,6 @@ from ppad.backbones.folded import channels_last, folded_tower
 from ppad.backbones.loading import CheckpointError
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.towers import get_tower
-from ppad.regions import RegionSet
 
 LOGIT_SCALE_INIT = math.log(1 / 0.07)
 LOGIT_SCALE_MAX = 100.0
@@ -115,6 +113,16 @@ def build_text_tower(spec: DualTowerSpec) -> tuple[BertModel, WordPieceTokenizer
 
 
 HEAD_KEYS = ("image_head.", "text_head.", "logit_scale_log")
+
+
+def pooled_unit(feature_map: torch.Tensor, pool: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, C, h, w] → [B, C] unit-norm mean over the map, or over ``pool``'s [B, 1, S, S] weights
+    (area-resampled to the map's grid; a film with no weight at all is averaged everywhere)."""
+    if pool is None:
+        return F.normalize(feature_map.mean(dim=(2, 3)), dim=-1)
+    weights = F.adaptive_avg_pool2d(pool.to(feature_map.dtype), feature_map.shape[-2:])
+    weights = torch.where(weights.sum(dim=(2, 3), keepdim=True) > 0, weights, torch.ones_like(weights))
+    return F.normalize((feature_map * weights).sum(dim=(2, 3)) / weights.sum(dim=(2, 3)), dim=-1)
 
 
 class DualTowerBackbone(nn.Module):
@@ -224,22 +232,26 @@ class DualTowerBackbone(nn.Module):
     def prompt_shape(self, image_size: int) -> tuple[int, ...]:
         return (3, image_size, image_size)
 
-    def region_keep(self, regions: RegionSet, image_size: int) -> torch.Tensor:
-        """[R, 1, S, S] pixel masks (1 = inside the region), exact at any size."""
-        return torch.from_numpy(regions.pixel_masks(image_size).astype(np.float32))[:, None].to(self.device)
+    def keep_of_masks(self, masks: torch.Tensor, patch_rule: str) -> torch.Tensor:
+        """[…, S, S] pixel masks → […, 1, S, S] float (1 = inside the region): exact at any size,
+        so the patch rule does not apply."""
+        return masks.float()[..., None, :, :].to(self.device)
 
-    def stage_features(self, images: torch.Tensor, stages: tuple[int, ...]) -> list[torch.Tensor]:
-        """Average-pooled, unit-norm features of the given stages (``-1``: the head), in the order asked.
-
-        One pass through the tower, which stops after the last stage asked unless the head is."""
+    def stage_maps(self, images: torch.Tensor, stages: tuple[int, ...]) -> dict[int, torch.Tensor]:
+        """The feature maps of the given stages (``-1``: the head) by stage, from one pass through the
+        tower, which stops after the last stage asked unless the head is."""
         tower, indices, images = self.folded_image_tower, sorted({s for s in stages if s >= 0}), channels_last(images)
         if -1 in stages:
             final, maps = tower.forward_intermediates(images, indices=indices)
         else:  # e.g. the memory alone: the later stages and the head are not needed
             final = None
             maps = tower.forward_intermediates(images, indices=indices, stop_early=True, intermediates_only=True)
-        by_stage = {-1: final, **dict(zip(indices, maps))}
-        return [F.normalize(by_stage[stage].mean(dim=(2, 3)), dim=-1) for stage in stages]
+        return {-1: final, **dict(zip(indices, maps))}
+
+    def stage_features(self, images: torch.Tensor, stages: tuple[int, ...]) -> list[torch.Tensor]:
+        """Average-pooled, unit-norm features of the given stages (``-1``: the head), in the order asked."""
+        maps = self.stage_maps(images, stages)
+        return [pooled_unit(maps[stage]) for stage in stages]
 
     def image_head_inputs(self, images: torch.Tensor) -> torch.Tensor:
         """What the learned image head sees: the frozen tower's pooled stages, concatenated."""
@@ -285,16 +297,23 @@ class DualTowerBackbone(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_input_embeddings(images)
 
-    def memory_features(self, images: torch.Tensor) -> torch.Tensor:
-        """Frozen mid-level descriptor for the few-shot memory: pooled stages, unit norm."""
-        return F.normalize(torch.cat(self.stage_features(images, self.architecture.memory_stages), dim=-1), dim=-1)
+    def memory_features(self, images: torch.Tensor, pool: torch.Tensor | None = None) -> torch.Tensor:
+        """Frozen mid-level descriptor for the few-shot memory: pooled stages (over ``pool``'s
+        weights when given, e.g. the lung fields), unit norm."""
+        return self._memory_of(self.stage_maps(images, self.architecture.memory_stages), pool)
 
-    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(encode_image(images), memory_features(images))`` from one pass through the tower."""
+    def encode_image_and_memory(
+        self, images: torch.Tensor, pool: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(encode_image(images), memory_features(images, pool))`` from one pass through the tower."""
         head_stages = (*self.architecture.image_stages, -1)
-        pooled = self.stage_features(images, (*head_stages, *self.architecture.memory_stages))
-        head_inputs, memory = pooled[: len(head_stages)], pooled[len(head_stages) :]
-        return self.image_head(torch.cat(head_inputs, dim=-1)), F.normalize(torch.cat(memory, dim=-1), dim=-1)
+        maps = self.stage_maps(images, (*head_stages, *self.architecture.memory_stages))
+        head_inputs = torch.cat([pooled_unit(maps[stage]) for stage in head_stages], dim=-1)
+        return self.image_head(head_inputs), self._memory_of(maps, pool)
+
+    def _memory_of(self, maps: dict[int, torch.Tensor], pool: torch.Tensor | None) -> torch.Tensor:
+        pooled = [pooled_unit(maps[stage], pool) for stage in self.architecture.memory_stages]
+        return F.normalize(torch.cat(pooled, dim=-1), dim=-1)
 
     # --- text tower ------------------------------------------------------------------------
     def tokenize(self, texts: list[str]) -> torch.Tensor:

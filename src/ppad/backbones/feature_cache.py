@@ -56,19 +56,24 @@ class FeatureCache(nn.Module):
     def encode_image(self, images: torch.Tensor) -> torch.Tensor:
         return self.encode_input_embeddings(self.backbone.input_embeddings(images))
 
-    def memory_features(self, images: torch.Tensor) -> torch.Tensor:
-        return self._cached("memory", self.backbone.memory_features, images)
+    def memory_features(self, images: torch.Tensor, pool: torch.Tensor | None = None) -> torch.Tensor:
+        if pool is None:
+            return self._cached("memory", self.backbone.memory_features, images)
+        return self._cached("memory-pooled", self.backbone.memory_features, images, pool)
 
-    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.encode_image(images), self.memory_features(images)
+    def encode_image_and_memory(
+        self, images: torch.Tensor, pool: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_image(images), self.memory_features(images, pool)
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._store), "bytes": self.stored_bytes}
 
-    def _cached(self, kind: str, compute: Callable[[torch.Tensor], torch.Tensor], inputs: torch.Tensor) -> torch.Tensor:
-        if inputs.requires_grad and torch.is_grad_enabled():
-            return compute(inputs)
-        keys = [_row_key(kind, row) for row in inputs]
+    def _cached(self, kind: str, compute: Callable[..., torch.Tensor], *inputs: torch.Tensor) -> torch.Tensor:
+        """``compute(*inputs)`` row by row from the store; a row's key hashes its row of every input."""
+        if any(x.requires_grad for x in inputs) and torch.is_grad_enabled():
+            return compute(*inputs)
+        keys = [_row_key(kind, *rows) for rows in zip(*inputs)]
         rows: dict[int, torch.Tensor] = {}
         for i, key in enumerate(keys):
             if key in self._store:
@@ -78,7 +83,7 @@ class FeatureCache(nn.Module):
         self.hits, self.misses = self.hits + len(rows), self.misses + len(missing)
         if not missing:
             return torch.stack([rows[i] for i in range(len(keys))])
-        fresh = compute(inputs if len(missing) == len(keys) else inputs[missing]).detach()
+        fresh = compute(*(x if len(missing) == len(keys) else x[missing] for x in inputs)).detach()
         for i, row in zip(missing, fresh):
             rows[i] = row
             self._put(keys[i], row.clone())
@@ -94,9 +99,11 @@ class FeatureCache(nn.Module):
             self.stored_bytes -= evicted.element_size() * evicted.nelement()
 
 
-def _row_key(kind: str, row: torch.Tensor) -> tuple[str, bytes]:
-    """What the row is: its dtype, shape and a 128-bit hash of its bytes."""
-    array = np.ascontiguousarray(row.detach().cpu().numpy())
-    digest = hashlib.blake2b(array, digest_size=16)
-    digest.update(f"{array.dtype}{array.shape}".encode())
+def _row_key(kind: str, *rows: torch.Tensor) -> tuple[str, bytes]:
+    """What the rows are: their dtypes, shapes and a 128-bit hash of their bytes."""
+    digest = hashlib.blake2b(digest_size=16)
+    for row in rows:
+        array = np.ascontiguousarray(row.detach().cpu().numpy())
+        digest.update(array)
+        digest.update(f"{array.dtype}{array.shape}".encode())
     return kind, digest.digest()

@@ -36,5 +36,9 @@ class Preprocessing(ImageResize):
             images = images[:, None]
         return ((images - self.mean) / self.std).expand(-1, 3, -1, -1)
 
+    def denormalize(self, images: torch.Tensor) -> torch.Tensor:
+        """Normalised [B, 3, H, W] model input → the [B, H, W] batch in [0, 1] it came from."""
+        return images[:, 0] * self.std + self.mean
+
     def to_dict(self) -> dict:
         return asdict(self)

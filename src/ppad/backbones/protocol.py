@@ -11,8 +11,6 @@ from typing import Protocol
 
 import torch
 
-from ppad.regions import RegionSet
-
 
 class PromptTokenizer(Protocol):
     sot_token_id: int
@@ -28,9 +26,11 @@ class Backbone(Protocol):
 
     * Image side: ``input_embeddings`` (ViT: patch embeddings; CNN: the normalised pixels) is
       where an image prompt replaces what lies outside a region, ``E ⊙ M + P ⊙ (1 − M)``, with
-      ``M`` from ``region_keep``; ``encode_input_embeddings`` finishes the tower.
-      ``memory_features`` is the few-shot memory's frozen descriptor; ``encode_image_and_memory``
-      gives it with the unprompted image's features from a single pass.
+      ``M`` from ``keep_of_masks`` (pixel masks → the input's layout); ``encode_input_embeddings``
+      finishes the tower.
+      ``memory_features`` is the few-shot memory's frozen descriptor (``pool``: [B, 1, S, S]
+      weights where a tower with local features pools them, e.g. the lung fields);
+      ``encode_image_and_memory`` gives it with the unprompted image's features from one pass.
     * Text side: ``token_embeddings`` of prompt ids (with placeholder slots for learned context)
       go through ``encode_token_embeddings``, pooled at/up to ``eot_index``.
     """
@@ -56,15 +56,17 @@ class Backbone(Protocol):
 
     def prompt_shape(self, image_size: int) -> tuple[int, ...]: ...
 
-    def region_keep(self, regions: RegionSet, image_size: int) -> torch.Tensor: ...
+    def keep_of_masks(self, masks: torch.Tensor, patch_rule: str) -> torch.Tensor: ...
 
     def encode_input_embeddings(self, embeddings: torch.Tensor) -> torch.Tensor: ...
 
     def encode_image(self, images: torch.Tensor) -> torch.Tensor: ...
 
-    def memory_features(self, images: torch.Tensor) -> torch.Tensor: ...
+    def memory_features(self, images: torch.Tensor, pool: torch.Tensor | None = None) -> torch.Tensor: ...
 
-    def encode_image_and_memory(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+    def encode_image_and_memory(
+        self, images: torch.Tensor, pool: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
 
     def tokenize(self, texts: list[str]) -> torch.Tensor: ...
 

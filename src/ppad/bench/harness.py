@@ -82,13 +82,20 @@ def plan(
 
 
 def run_cell(
-    cell: Cell, index: DatasetIndex, out: Path, backbone: Backbone, settings: TrainSettings, progress: bool
+    cell: Cell,
+    index: DatasetIndex,
+    out: Path,
+    backbone: Backbone,
+    settings: TrainSettings,
+    progress: bool,
+    region_set: str | None = None,
 ) -> dict:
-    """Train and evaluate one cell. A finished cell with the same settings is reused; one made
-    with other settings is refused (:class:`RunConflictError`), never silently reused."""
+    """Train and evaluate one cell (``region_set``: every method's positions, None = its own). A
+    finished cell with the same settings is reused; one made with other settings is refused
+    (:class:`RunConflictError`), never silently reused."""
     run = RunFolder(out / "runs" / cell.folder)
     cell_settings = replace(cell.preset.settings(settings), seed=cell.seed, synthesis=cell.synthesis)
-    config = cell.preset.config(get_method(cell.method))
+    config = cell.preset.config(get_method(cell.method), region_set=region_set)
     warm_start_from_base(cell, out, run, cell_settings, backbone)
     train_run(index, run.root, backbone, settings=cell_settings, config=config, method=cell.method, progress=progress)
     metrics_path = run.metrics_path()
@@ -152,11 +159,13 @@ def run_bench(
     progress: bool = True,
     presets: Sequence[Preset] = (PPAD,),
     cache_features: bool = True,
+    region_set: str | None = None,
 ) -> dict:
     """Run every cell (skipping finished ones) and write ``results.json``, ``table.md``, ``roc.png``.
 
     ``presets``: the choice sets to compare (one row each when several); ``syntheses=None``
-    trains each preset with its own synthesis. ``cache_features``: compute each frozen tower
+    trains each preset with its own synthesis. ``region_set``: every method's positions (``"lungs"``:
+    each film's lung fields; None: each method's own). ``cache_features``: compute each frozen tower
     output once for the whole table (:class:`FeatureCache`); off, every cell runs the tower itself.
     """
     from ppad.bench.roc import plot_roc_curves
@@ -171,7 +180,7 @@ def run_bench(
     if cache_features:
         loaded = FeatureCache(loaded)
     documents = [
-        run_cell(cell, index, out, loaded, settings, progress=False)
+        run_cell(cell, index, out, loaded, settings, progress=False, region_set=region_set)
         for cell in tqdm(cells, desc="bench", unit="run", disable=not progress)
     ]
     by_synthesis = syntheses is not None and len(set(syntheses)) > 1
@@ -186,6 +195,7 @@ def run_bench(
         },
         "feature_cache": loaded.stats() if cache_features else None,
         "settings": settings.to_dict(),
+        "region_set": region_set,
         "seeds": list(seeds),
         "summary": summary,
         "runs": [

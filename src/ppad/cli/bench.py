@@ -17,6 +17,7 @@ from ppad.cli.options import (
     names,
     preset_options,
     quiet_option,
+    region_set_option,
     schedule_options,
 )
 
@@ -65,6 +66,7 @@ def say_if_resuming(out: Path, cells: list[Cell]) -> None:
     help="Table 3 (prompts) or Table 4 (synthesis) rows, overriding --methods/--synthesis; or 'preset': "
     "ppad, each reference choice alone, all reference (overriding the preset options too).",
 )
+@region_set_option
 @preset_options
 @schedule_options
 @device_option
@@ -78,6 +80,7 @@ def command(
     seeds,
     synthesis,
     ablation,
+    region_set,
     preset,
     region_sides,
     patch_rule,
@@ -128,6 +131,7 @@ def command(
         device,
         not quiet,
         presets=presets,
+        region_set=region_set,
     )
     click.echo((out / "table.md").read_text().rstrip())
     click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")

@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from ppad.choices import DEFAULT_MAP_METHOD, MAP_METHOD_NAMES
-from ppad.cli.options import device_option, quiet_option, trained_run_options
+from ppad.cli.options import device_option, map_lungs_option, quiet_option, trained_run_options
 from ppad.errors import SettingsError
 from ppad.io import write_json
 
@@ -30,6 +30,7 @@ from ppad.io import write_json
     type=click.Choice([DEFAULT_MAP_METHOD, "all", *MAP_METHOD_NAMES]),
     help="Map(s) to localize with --boxes (repeatable; 'all' = every one that applies) [default: auto].",
 )
+@map_lungs_option
 @click.option(
     "--out",
     type=click.Path(path_type=Path),
@@ -39,7 +40,9 @@ from ppad.io import write_json
 @click.option("--bootstrap", default=1000, show_default=True, help="Bootstrap resamples for the AUC's 95% CI.")
 @device_option
 @quiet_option
-def command(run_dir, backbone, checkpoint, batch_size, data, boxes, map_methods, out, bootstrap, device, quiet) -> None:
+def command(
+    run_dir, backbone, checkpoint, batch_size, data, boxes, map_methods, map_lungs, out, bootstrap, device, quiet
+) -> None:
     """Metrics on the test split (files the run trained or validated on are left out)."""
     if data is None and boxes is None:
         raise SettingsError("give --data (a labelled test split), --boxes (a boxes CSV) or both")
@@ -65,7 +68,7 @@ def command(run_dir, backbone, checkpoint, batch_size, data, boxes, map_methods,
         if "all" in names:
             names = applicable_map_methods(model)
         seed = run.read_manifest().seed
-        localization = evaluate_localization(model, boxes, batch_size, names, seed, not quiet)
+        localization = evaluate_localization(model, boxes, batch_size, names, seed, not quiet, map_lungs)
         path = write_json(Path(out) / "localization.json", {**localization, "run": str(run.root), "command": sys.argv})
         click.echo(format_localization(localization))
         click.echo(f"localization → {path}")

@@ -21,6 +21,7 @@ from ppad.choices import (
     MAP_METHOD_NAMES,
     PATCH_RULE_NAMES,
     PRESET_NAMES,
+    REGION_SET_NAMES,
     SIDES,
 )
 from ppad.errors import SettingsError
@@ -97,6 +98,14 @@ schedule_options = compose(
     ),
 )
 
+region_set_option = click.option(
+    "--region-set",
+    type=click.Choice(REGION_SET_NAMES),
+    default=None,
+    help="Positions: image halves ('ppad'), each film's lung fields from the shipped segmenter ('lungs': "
+    "anomalies placed and the memory pooled inside them), or one whole view [method's default].",
+)
+
 preset_options = compose(
     click.option(
         "--preset",
@@ -165,4 +174,10 @@ map_method_option = click.option(
     default=DEFAULT_MAP_METHOD,
     show_default=True,
     help="Anomaly map: 'auto' takes the best that applies to the run's method (memory, sweep, text, gradient).",
+)
+map_lungs_option = click.option(
+    "--map-lungs/--no-map-lungs",
+    default=True,
+    show_default=True,
+    help="Restrict each map to the film's lung fields where the segmenter trusts them (outside: the in-lung minimum).",
 )

@@ -12,6 +12,7 @@ import click
 from ppad.cli.options import (
     batch_size_option,
     device_option,
+    map_lungs_option,
     map_method_option,
     quiet_option,
     run_dir_option,
@@ -86,6 +87,7 @@ def refuse_empty_lists(paths: list[Path], failures: list[ImageReadError]) -> Non
     help="Also write each film's anomaly map (.npy, film resolution) and overlay PNG here.",
 )
 @map_method_option
+@map_lungs_option
 @click.option(
     "--engine",
     type=click.Choice(["local", "ray"]),
@@ -110,6 +112,7 @@ def command(
     out,
     maps_dir,
     map_method,
+    map_lungs,
     engine,
     address,
     workers,
@@ -156,8 +159,11 @@ def command(
     if maps_dir is not None:
         from ppad.maps import write_maps
 
-        maps = write_maps(scorer.model, paths, maps_dir, map_method, batch_size, progress=not quiet)
-        click.echo(f"maps of {len(maps.written)} films ({map_method}) → {maps_dir}")
+        maps = write_maps(scorer.model, paths, maps_dir, map_method, batch_size, not quiet, map_lungs)
+        where = f"restricted to the lung fields, {len(maps.untrusted_lungs)} untrusted" if map_lungs else "whole film"
+        click.echo(f"maps of {len(maps.written)} films ({map_method}; {where}) → {maps_dir}")
+        for path, reason in maps.untrusted_lungs:
+            click.echo(f"lung fields not trusted, whole map: {path} ({reason})")
     for failure in summary.failures:
         click.echo(f"skipped: {failure}", err=True)
     if total == 0:

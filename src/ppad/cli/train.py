@@ -14,6 +14,7 @@ from ppad.cli.options import (
     device_option,
     preset_options,
     quiet_option,
+    region_set_option,
     schedule_options,
 )
 from ppad.cli.summaries import training_summary
@@ -42,6 +43,7 @@ from ppad.data.resize import RESIZE_MODES
     default=None,
     help="Anomaly synthesis for training and validation [preset's: ppad sas; reference sas-reference].",
 )
+@region_set_option
 @preset_options
 @click.option("--image-size", default=224, show_default=True)
 @click.option(
@@ -67,6 +69,7 @@ def command(
     classes,
     template,
     synthesis,
+    region_set,
     preset,
     region_sides,
     patch_rule,
@@ -110,6 +113,7 @@ def command(
         n_ctx=n_ctx,
         class_specific=class_specific or None,
         template=template,
+        region_set=region_set,
         image_size=image_size,
         resize_mode=resize,
     )

@@ -13,15 +13,21 @@ from ppad.synthesis.base import SynthesisTask
 
 @dataclass
 class SyntheticBatch:
-    """Images in [0, 1] with a region per image; ``labels`` 1 where an anomaly was synthesised."""
+    """Images in [0, 1] with a region per image; ``labels`` 1 where an anomaly was synthesised.
+    ``region_masks``: each film's own region masks [B, R, S, S] (anatomical sets), else None."""
 
     images: np.ndarray  # [B, S, S] float32
     region_index: np.ndarray  # [B] int64
     labels: np.ndarray  # [B] float32
     anomaly_masks: np.ndarray  # [B, S, S] bool
+    region_masks: np.ndarray | None = None
 
     def model_input(self, preprocessing: Preprocessing, device: torch.device) -> torch.Tensor:
         return preprocessing.normalize(torch.from_numpy(self.images).to(device))
+
+    def model_masks(self, device: torch.device) -> torch.Tensor | None:
+        """The films' own region masks as the model takes them, or None for fixed regions."""
+        return None if self.region_masks is None else torch.from_numpy(self.region_masks).to(device, torch.float32)
 
 
 def synthesize_batch(
@@ -33,23 +39,30 @@ def synthesize_batch(
     labels: np.ndarray | None = None,
 ) -> SyntheticBatch:
     """Give each image a random region; with probability ``p_anomaly`` (or where ``labels`` is 1)
-    synthesise an anomaly inside that region. An image the task left unchanged (an empty mask,
-    e.g. the identity task) is labelled normal."""
+    synthesise an anomaly inside that region. ``region_masks``: [R, S, S] for every film, or each
+    film's own [N, R, S, S]. An image the task left unchanged (an empty mask, e.g. the identity
+    task) is labelled normal."""
     count = len(images)
-    region_index = rng.integers(0, len(region_masks), size=count)
+    per_film = region_masks.ndim == 4
+    region_index = rng.integers(0, region_masks.shape[per_film], size=count)
     if labels is None:
         labels = rng.random(count) < p_anomaly
     labels = np.asarray(labels, dtype=bool)
     out = np.array(images, dtype=np.float32, copy=True)
     masks = np.zeros(out.shape, dtype=bool)
     for i in np.flatnonzero(labels):
-        result = task(out[i], region_masks[region_index[i]], rng)
+        region = region_masks[i, region_index[i]] if per_film else region_masks[region_index[i]]
+        result = task(out[i], region, rng)
         out[i], masks[i] = result.image, result.mask
-    return SyntheticBatch(out, region_index.astype(np.int64), masks.any(axis=(1, 2)).astype(np.float32), masks)
+    labels = masks.any(axis=(1, 2)).astype(np.float32)
+    return SyntheticBatch(out, region_index.astype(np.int64), labels, masks, region_masks if per_film else None)
 
 
 def validation_batch(normals: np.ndarray, region_masks: np.ndarray, task: SynthesisTask, seed: int) -> SyntheticBatch:
-    """Held-out normals, each once as is and once with a synthetic anomaly (a fixed draw)."""
+    """Held-out normals, each once as is and once with a synthetic anomaly (a fixed draw);
+    ``region_masks`` as in :func:`synthesize_batch`."""
     labels = np.repeat([False, True], len(normals))
     rng = np.random.default_rng([seed, 0x7A1])
+    if region_masks.ndim == 4:
+        region_masks = np.concatenate([region_masks, region_masks])
     return synthesize_batch(np.concatenate([normals, normals]), region_masks, task, rng, labels=labels)

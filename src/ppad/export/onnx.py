@@ -25,7 +25,18 @@ from torch import nn
 from ppad import __version__
 from ppad.data.loading import load_images
 from ppad.errors import PpadError
-from ppad.export.runtime import FORMAT, FORMAT_VERSION, INPUT, OUTPUTS, OnnxScorer, require, sidecar_path
+from ppad.export.runtime import (
+    FORMAT,
+    FORMAT_VERSION,
+    INPUT,
+    LUNG_OUTPUT,
+    MASKS_INPUT,
+    OUTPUTS,
+    OnnxScorer,
+    require,
+    segmenter_path,
+    sidecar_path,
+)
 from ppad.io import write_json
 from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
@@ -43,15 +54,22 @@ class ExportError(PpadError):
 
 
 class ScoringGraph(nn.Module):
-    """A trained model as one function: resized films → (view probabilities, final score)."""
+    """A trained model as one function: resized films (and, for per-film regions, their region
+    masks) → (view probabilities, final score)."""
 
     def __init__(self, model: PromptDetector) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        views = self.model.view_probabilities(self.model.preprocessing.normalize(images))
+    def forward(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        views = self.model.view_probabilities(self.model.preprocessing.normalize(images), masks)
         return views, self.model.score_views(views)
+
+
+def takes_region_masks(model: PromptDetector) -> bool:
+    """Whether the graph needs each film's region masks as a second input (lung-field regions read
+    by an image prompt or a pooled memory); the segmenter is then exported beside it."""
+    return model.film_lungs is not None and model.reads_film_masks
 
 
 @dataclass(frozen=True)
@@ -100,42 +118,69 @@ def export_onnx(
     check_images = np.concatenate([check_images, filler[len(check_images) :]]) if real else filler
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = out.with_name(f".{out.name}.partial")  # an earlier export at ``out`` survives a failure
+    staging = out.with_name(f".{out.name}.partial.onnx")  # an earlier export at ``out`` survives a failure
+    staged = [staging, sidecar_path(staging)]
     try:
         _write_graph(model, staging)
-        sidecar = _describe(model, method, source)
+        if takes_region_masks(model):
+            _write_segmenter(model, segmenter_path(staging))
+            staged.append(segmenter_path(staging))
+        sidecar = _describe(model, method, source, segmenter_path(out).name)
         write_json(sidecar_path(staging), sidecar)
         parity = check_parity(model, staging, check_images, real)
         if not parity.holds:
             raise ExportError(f"the exported {method} graph does not score as PyTorch does: {parity.to_dict()}")
         write_json(sidecar_path(staging), {**sidecar, "parity": parity.to_dict()})
+        if takes_region_masks(model):
+            os.replace(segmenter_path(staging), segmenter_path(out))
         os.replace(staging, out)
         os.replace(sidecar_path(staging), sidecar_path(out))
     finally:
-        staging.unlink(missing_ok=True)
-        sidecar_path(staging).unlink(missing_ok=True)
+        for path in staged:
+            path.unlink(missing_ok=True)
     return parity
 
 
 def _write_graph(model: PromptDetector, out: Path) -> None:
-    example = torch.rand(2, model.preprocessing.image_size, model.preprocessing.image_size)
+    size = model.preprocessing.image_size
+    inputs, names, shapes = (torch.rand(2, size, size),), [INPUT], {"images": {0: torch.export.Dim.DYNAMIC}}
+    if takes_region_masks(model):
+        inputs += (torch.ones(2, len(model.regions), size, size),)
+        names.append(MASKS_INPUT)
+        shapes["masks"] = {0: torch.export.Dim.DYNAMIC}
+    with model.inference():
+        _export(ScoringGraph(model).eval(), inputs, out, names, list(OUTPUTS), shapes, type(model).__name__)
+
+
+def _write_segmenter(model: PromptDetector, out: Path) -> None:
+    """The lung-field network as a function of the model's own input frame: films → probabilities."""
+    size = model.preprocessing.image_size
+    frame = model.film_lungs.segmenter.frame_probability
+    with torch.inference_mode():
+        shapes = {"images": {0: torch.export.Dim.DYNAMIC}}
+        _export(frame, (torch.rand(2, size, size),), out, [INPUT], [LUNG_OUTPUT], shapes, "the lung segmenter")
+
+
+def _export(
+    module: nn.Module, inputs: tuple, out: Path, input_names: list, output_names: list, shapes: dict, what: str
+) -> None:
     try:
-        with model.inference(), _quiet_exporter():
+        with _quiet_exporter():
             torch.onnx.export(
-                ScoringGraph(model).eval(),
-                (example,),
+                module,
+                inputs,
                 str(out),
                 dynamo=True,
                 external_data=False,
                 opset_version=OPSET,
-                input_names=[INPUT],
-                output_names=list(OUTPUTS),
-                dynamic_shapes={"images": {0: torch.export.Dim.DYNAMIC}},
+                input_names=input_names,
+                output_names=output_names,
+                dynamic_shapes=shapes,
                 verbose=False,
             )
     except Exception as error:  # the exporter's many error types: say which model, keep one line
         reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ExportError(f"method {type(model).__name__} cannot be exported to ONNX: {reason}") from error
+        raise ExportError(f"{what} cannot be exported to ONNX: {reason}") from error
 
 
 @contextmanager
@@ -152,8 +197,12 @@ def _quiet_exporter() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def _describe(model: PromptDetector, method: str, source: dict) -> dict:
+def _describe(model: PromptDetector, method: str, source: dict, segmenter_file: str) -> dict:
     preprocessing = model.preprocessing
+    regions = {"set": model.regions.name, "sides": model.config.region_sides, "names": model.regions.names}
+    if takes_region_masks(model):
+        segmenter = model.film_lungs.segmenter
+        regions["segmenter"] = {"onnx": segmenter_file, "weights_sha256": segmenter.fingerprint}
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -170,6 +219,7 @@ def _describe(model: PromptDetector, method: str, source: dict) -> dict:
             "dtype": "float32",
         },
         "outputs": {OUTPUTS[0]: ["batch", len(model.view_names)], OUTPUTS[1]: ["batch"]},
+        "regions": regions,
         "preprocessing": {
             "image_size": preprocessing.image_size,
             "resize_mode": preprocessing.resize_mode,

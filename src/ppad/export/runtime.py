@@ -3,6 +3,8 @@
 The graph takes a batch of resized films, ``[B, S, S]`` float32 in ppad's one intensity range
 [0, 1]; it normalises them itself and returns every view's abnormal probability and the final
 score. The sidecar ``<model>.json`` says how to resize (``ImageResize``) and names the views.
+A model on each film's lung fields also takes their region masks, ``[B, R, S, S]``: the lung
+segmenter exported beside it (``<model>.lungs.onnx``) draws them, post-processed in NumPy.
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from ppad.data.resize import ImageResize
-from ppad.errors import FileProblem, SettingsError
+from ppad.errors import FileProblem, PpadError, SettingsError
 from ppad.io import read_json
+from ppad.regions import RegionSet, get_region_set
 
 FORMAT = "ppad-onnx"
 FORMAT_VERSION = 1
 INPUT = "images"
+MASKS_INPUT = "region_masks"
 OUTPUTS = ("view_probabilities", "score")
+LUNG_OUTPUT = "lung_probability"
 
 
 def require(module: str):
@@ -36,6 +41,12 @@ def sidecar_path(model_path: str | Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
+def segmenter_path(model_path: str | Path) -> Path:
+    """Where the lung segmenter of a lung-field model lies: beside it, ``<model>.lungs.onnx``."""
+    path = Path(model_path)
+    return path.with_name(path.name.removesuffix(".onnx") + ".lungs.onnx")
+
+
 @dataclass(frozen=True)
 class ExportedModel:
     """What scoring needs from the sidecar of an exported graph."""
@@ -44,6 +55,7 @@ class ExportedModel:
     eta: float
     fusion_weight: float | None  # w of a ``<method>+knn`` score; None when not fused
     preprocessing: ImageResize
+    regions: RegionSet | None = None  # lung-field regions whose masks the graph takes; None: fixed
 
     @classmethod
     def read(cls, model_path: str | Path) -> ExportedModel:
@@ -60,13 +72,15 @@ class ExportedModel:
             if int(data.get("format_version", 0)) > FORMAT_VERSION:
                 raise FileProblem(sidecar, f"written by a newer ppad (format {data['format_version']}); upgrade ppad")
             resize = data["preprocessing"]
+            regions = data.get("regions") or {}
             return cls(
                 view_names=[str(name) for name in data["view_names"]],
                 eta=float(data["eta"]),
                 fusion_weight=None if data.get("fusion_weight") is None else float(data["fusion_weight"]),
                 preprocessing=ImageResize(int(resize["image_size"]), str(resize["resize_mode"])),
+                regions=get_region_set(regions["set"], regions["sides"]) if "segmenter" in regions else None,
             )
-        except (KeyError, TypeError, ValueError) as error:
+        except (KeyError, TypeError, ValueError, PpadError) as error:
             raise FileProblem(sidecar, f"missing or malformed field ({error})") from None
 
 
@@ -84,12 +98,24 @@ class OnnxScorer:
         self.fusion_weight = self.exported.fusion_weight
         self.preprocessing = self.exported.preprocessing
         self.batch_size = batch_size
-        try:
-            options = onnxruntime.SessionOptions()
-            options.intra_op_num_threads = threads or 0  # 0 = onnxruntime's default
-            self.session = onnxruntime.InferenceSession(str(self.path), options, providers=["CPUExecutionProvider"])
-        except Exception as error:  # onnxruntime raises its own untyped errors for bad files
-            raise FileProblem(self.path, f"onnxruntime cannot load it: {str(error).splitlines()[0]}") from None
+        self.session = _session(onnxruntime, self.path, threads)
+        self.segmenter = None
+        if self.exported.regions is not None:
+            lungs = segmenter_path(self.path)
+            if not lungs.is_file():
+                raise FileProblem(lungs, f"missing: {self.path.name} scores on lung fields drawn by this segmenter")
+            self.segmenter = _session(onnxruntime, lungs, threads)
+
+    def inputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """The graph's inputs for a batch of films: the films, and their region masks when it takes them."""
+        if self.segmenter is None:
+            return {INPUT: batch}
+        from ppad.lungs.postprocess import lung_fields
+        from ppad.regions.anatomy import film_region_masks
+
+        (probabilities,) = self.segmenter.run([LUNG_OUTPUT], {INPUT: batch})
+        fields = [lung_fields(probability) for probability in probabilities]
+        return {INPUT: batch, MASKS_INPUT: film_region_masks(self.exported.regions, fields).astype(np.float32)}
 
     def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores)."""
@@ -97,7 +123,17 @@ class OnnxScorer:
         scores = [np.zeros(0, dtype=np.float32)]
         for start in range(0, len(images), self.batch_size):
             batch = np.ascontiguousarray(images[start : start + self.batch_size], dtype=np.float32)
-            batch_views, batch_scores = self.session.run(list(OUTPUTS), {INPUT: batch})
+            batch_views, batch_scores = self.session.run(list(OUTPUTS), self.inputs(batch))
             views.append(batch_views)
             scores.append(batch_scores)
         return np.concatenate(views), np.concatenate(scores).astype(np.float64)
+
+
+def _session(onnxruntime, path: Path, threads: int | None):
+    """An onnxruntime session on the CPU (``threads``: intra-op threads, 0 = its default)."""
+    try:
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads or 0
+        return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as error:  # onnxruntime raises its own untyped errors for bad files
+        raise FileProblem(path, f"onnxruntime cannot load it: {str(error).splitlines()[0]}") from None

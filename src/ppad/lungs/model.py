@@ -78,6 +78,22 @@ def normalise(films: torch.Tensor, spec: LungNetSpec) -> torch.Tensor:
     return (films - spec.mean) / spec.std
 
 
+class FrameProbability(nn.Module):
+    """Square films of one size, ``[B, S, S]`` in [0, 1] → ``[B, S, S]`` lung probability: the
+    network at its input size, resized back. One graph, so PyTorch and ONNX segment alike."""
+
+    def __init__(self, net: nn.Module, spec: LungNetSpec) -> None:
+        super().__init__()
+        self.net, self.spec = net, spec
+        self.eval()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        size = self.spec.input_size
+        films = F.interpolate(images[:, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+        logits = self.net(normalise(films, self.spec))
+        return torch.sigmoid(F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False))[:, 0]
+
+
 class LungSegmenter:
     """A network with its spec: films in, lung probabilities or lung fields out (the shipped one
     runs a copy with its batch norms folded, channels-last: the same function, faster on CPU)."""
@@ -109,6 +125,16 @@ class LungSegmenter:
     def segment(self, images: list[np.ndarray]) -> list[LungFields]:
         """Post-processed lung fields, flagged (and falling back to the halves) when untrustworthy."""
         return [lung_fields(probability) for probability in self.probabilities(images)]
+
+    @cached_property
+    def frame_probability(self) -> FrameProbability:
+        return FrameProbability(self.net, self.spec)
+
+    @torch.inference_mode()
+    def segment_frames(self, images: np.ndarray) -> list[LungFields]:
+        """Lung fields of square films of one size (a model's input frame), ``[N, S, S]`` in [0, 1]."""
+        probabilities = self.frame_probability(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
+        return [lung_fields(probability) for probability in probabilities.numpy()]
 
 
 def load_lung_segmenter(path: str | Path | None = None) -> LungSegmenter:

@@ -34,3 +34,8 @@ def to_original(amap: np.ndarray, shape: tuple[int, int], preprocessing: Preproc
 def _bilinear(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None, None]
     return F.interpolate(tensor, size=size, mode="bilinear", align_corners=False)[0, 0].numpy()
+
+
+def mask_to_original(mask: np.ndarray, shape: tuple[int, int], preprocessing: Preprocessing) -> np.ndarray:
+    """[S, S] boolean mask in the preprocessed frame → [H, W] on the film (as :func:`to_original`, then ≥ ½)."""
+    return to_original(mask.astype(np.float32), shape, preprocessing) >= 0.5

@@ -40,7 +40,7 @@ def sweep_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
     pixel gets the mean over the windows covering it."""
     size, backbone = images.shape[-1], model.backbone
     embeddings = backbone.input_embeddings(images)
-    keep = backbone.region_keep(WINDOWS, size)  # [K, …] in the input embedding's layout
+    keep = backbone.keep_of_masks(torch.from_numpy(WINDOWS.pixel_masks(size)), WINDOWS.patch_rule)  # [K, …]
     features = torch.stack(
         [backbone.encode_input_embeddings(model.image_prompt(embeddings, k.expand_as(embeddings))) for k in keep], 1
     )  # [B, K, D]

@@ -20,7 +20,9 @@ from torch import nn
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.protocol import Backbone
 from ppad.errors import SettingsError
+from ppad.lungs.frames import shipped_frame_lung_fields
 from ppad.regions import get_region_set
+from ppad.regions.anatomy import film_region_masks
 
 ABNORMAL_CLASS = 1  # classes are (normal word, abnormal word)
 
@@ -29,6 +31,8 @@ ABNORMAL_CLASS = 1  # classes are (normal word, abnormal word)
 class DetectorConfig:
     """Settings every method has; subclasses add their own, all saved next to the prompts.
 
+    ``region_set``: ``"ppad"`` (image halves), ``"lungs"`` (each film's own lung fields from the
+    shipped segmenter, the halves where its mask is not trusted) or ``"whole"``.
     ``region_sides``: ``"anatomical"`` (patient's left = image right) or ``"image"`` (mirrored,
     the authors' code). ``patch_rule``: when a ViT patch is inside a region, ``"majority"`` (at
     least half its pixels) or ``"any"`` (any pixel, the authors' code); CNN towers mask pixels
@@ -76,7 +80,12 @@ class PromptDetector(nn.Module):
             image_size=config.image_size, resize_mode=config.resize_mode, mean=base.mean, std=base.std
         )
         self.prompt_shape = backbone.prompt_shape(config.image_size)  # also checks the size fits the tower
-        self.register_buffer("region_keep", backbone.region_keep(self.regions, config.image_size), persistent=False)
+        fixed = torch.from_numpy(self.regions.pixel_masks(config.image_size))
+        self.register_buffer("region_keep", backbone.keep_of_masks(fixed, self.regions.patch_rule), persistent=False)
+        unmasked = self.region_keep.flatten(1).min(dim=1).values >= 1  # the whole view, on every film
+        self.register_buffer("unmasked_views", unmasked.float(), persistent=False)
+        #: each film's lung fields, for an anatomical region set (None: fixed rectangles)
+        self.film_lungs = shipped_frame_lung_fields() if self.regions.per_film else None
         self._text_cache: torch.Tensor | None = None
 
     @property
@@ -93,13 +102,54 @@ class PromptDetector(nn.Module):
         """Views whose image features are the frozen tower's on the unprompted image (default: all)."""
         return frozenset(range(len(self.regions)))
 
+    @property
+    def reads_film_masks(self) -> bool:
+        """Whether scoring needs each film's region masks (an image prompt or a pooled memory reads
+        them); text-only methods use them only to place synthetic anomalies in training."""
+        return False
+
+    # --- per-film regions (anatomical region sets) -----------------------------------------
+    def region_masks(self, images: np.ndarray) -> np.ndarray:
+        """Where each region lies, for synthesis: ``[N, R, S, S]`` per film for an anatomical set (the
+        whole view's anomalies go inside both lung fields), else the fixed ``[R, S, S]`` rectangles."""
+        if self.film_lungs is None:
+            return self.regions.pixel_masks(images.shape[-1])
+        return film_region_masks(self.regions, self.film_lungs(images))
+
+    def film_masks(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor | None:
+        """``[B, R, S, S]`` float region masks of normalised ``images`` (``masks`` when given, else
+        segmented), or None when the regions are fixed or nothing reads them."""
+        if masks is not None or self.film_lungs is None or not self.reads_film_masks:
+            return masks
+        films = self.preprocessing.denormalize(images).detach().float().cpu().numpy()
+        return torch.from_numpy(self.region_masks(films)).to(images.device, torch.float32)
+
+    def film_keep(self, masks: torch.Tensor | None) -> torch.Tensor | None:
+        """Per-film region masks → ``[B, R, …]`` keep masks in the input embedding's layout (views
+        that mask nothing stay whole); None for fixed regions."""
+        if masks is None:
+            return None
+        keep = self.backbone.keep_of_masks(masks, self.regions.patch_rule)
+        return torch.maximum(keep, self.unmasked_views.reshape(1, -1, *[1] * (keep.ndim - 2)))
+
+    def memory_pool(self, masks: torch.Tensor | None) -> torch.Tensor | None:
+        """``[B, 1, S, S]`` weights the memory pools over: both lung fields (the whole view's
+        placement mask) for an anatomical set; None (the whole map) otherwise."""
+        if masks is None:
+            return None
+        whole = next(i for i, region in enumerate(self.regions.regions) if region.anatomy == "whole")
+        return masks[:, whole : whole + 1]
+
     # --- what a method provides ------------------------------------------------------------
     def compute_text_features(self) -> torch.Tensor:
         """[R, 2, D] unit-norm text features, one pair per view."""
         raise NotImplementedError
 
-    def image_features(self, embeddings: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
-        """[B, …] input embeddings, [B] view indices → [B, D] image features (default: plain tower)."""
+    def image_features(
+        self, embeddings: torch.Tensor, region_index: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, …] input embeddings, [B] view indices (and each film's keep mask at that view, for
+        per-film regions) → [B, D] image features (default: plain tower)."""
         return self.backbone.encode_input_embeddings(embeddings)
 
     def prepare(self, support: np.ndarray, batch_size: int = 32, progress: bool = False) -> None:
@@ -165,47 +215,62 @@ class PromptDetector(nn.Module):
         text = self.text_features()[region_index]  # [B, 2, D]
         return self.backbone.logit_scale * torch.einsum("bd,bcd->bc", features, text)
 
-    def class_logits(self, images: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
-        """[B, 3, H, W] normalised images, [B] view indices → [B, 2] scaled cosine logits."""
-        features = self.image_features(self.backbone.input_embeddings(images), region_index)
+    def class_logits(
+        self, images: torch.Tensor, region_index: torch.Tensor, masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, 3, H, W] normalised images, [B] view indices (``masks``: [B, R, S, S] per-film region
+        masks, segmented when needed and not given) → [B, 2] scaled cosine logits."""
+        keep = self.film_keep(self.film_masks(images, masks))
+        if keep is not None:
+            keep = keep[torch.arange(len(images), device=keep.device), region_index]
+        features = self.image_features(self.backbone.input_embeddings(images), region_index, keep)
         return self._logits(features, region_index)
 
-    def forward(self, images: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, images: torch.Tensor, region_index: torch.Tensor, masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Abnormal-vs-normal log-odds [B]: ``sigmoid`` of it is the abnormal softmax probability."""
-        logits = self.class_logits(images, region_index)
+        logits = self.class_logits(images, region_index, masks)
         return logits[:, ABNORMAL_CLASS] - logits[:, 1 - ABNORMAL_CLASS]
 
-    def prompted_view_features(self, embeddings: torch.Tensor, views: list[int]) -> torch.Tensor:
-        """[B, …] input embeddings → [len(views)·B, D] image features at ``views`` (not plain), view-major."""
+    def prompted_view_features(
+        self, embeddings: torch.Tensor, views: list[int], keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """[B, …] input embeddings (``keep``: [B, R, …] per-film keep masks) → [len(views)·B, D] image
+        features at ``views`` (not plain), view-major."""
+        index = torch.arange(len(embeddings), device=embeddings.device)
         return torch.cat(
             [
-                self.image_features(embeddings, torch.full((len(embeddings),), v, device=embeddings.device))
+                self.image_features(embeddings, torch.full_like(index, v), None if keep is None else keep[:, v])
                 for v in views
             ]
         )
 
-    def view_features(self, images: torch.Tensor, plain: torch.Tensor | None = None) -> torch.Tensor:
+    def view_features(
+        self, images: torch.Tensor, plain: torch.Tensor | None = None, masks: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """[B, 3, H, W] normalised images → [B, R, D] image features at every view.
 
         The tower runs once on the unprompted images for all :attr:`plain_views` (or not at all
         when ``plain``, their features, is given) and once on every other view's input, stacked
         into one batch. Views are a Python loop over a fixed count, so the graph is static
-        (exportable to ONNX).
+        (exportable to ONNX). ``masks``: per-film region masks (segmented when needed and not given).
         """
         embeddings = self.backbone.input_embeddings(images)
         if plain is None and self.plain_views:
             plain = self.backbone.encode_input_embeddings(embeddings)
         prompted = [view for view in range(len(self.regions)) if view not in self.plain_views]
         if prompted:
-            encoded = self.prompted_view_features(embeddings, prompted).unflatten(0, (len(prompted), -1))
+            keep = self.film_keep(self.film_masks(images, masks))
+            encoded = self.prompted_view_features(embeddings, prompted, keep).unflatten(0, (len(prompted), -1))
         columns = [
             plain if view in self.plain_views else encoded[prompted.index(view)] for view in range(len(self.regions))
         ]
         return torch.stack(columns, dim=1)
 
-    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        """[B, R] abnormal probability of every image at every view."""
-        return self.probabilities_of(self.view_features(images))
+    def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        """[B, R] abnormal probability of every image at every view (``masks``: per-film region masks)."""
+        return self.probabilities_of(self.view_features(images, masks=masks))
 
     def probabilities_of(self, features: torch.Tensor) -> torch.Tensor:
         """[B, R, D] image features at every view → [B, R] abnormal probabilities."""

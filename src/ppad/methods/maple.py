@@ -68,7 +68,10 @@ class MaPLeModel(PromptDetector):
         features = F.normalize(self.backbone.text_head(x, prompt.eot_index), dim=-1)
         return features.reshape(len(self.regions), len(self.config.classes), -1)
 
-    def image_features(self, patches: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
+    def image_features(
+        self, patches: torch.Tensor, region_index: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Vision prompts in the tower's first layers; no region masking (``keep`` unused)."""
         visual = self.backbone.clip.visual
         batch = patches.shape[0]
 

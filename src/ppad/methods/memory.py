@@ -38,12 +38,14 @@ class FewShotMemory(nn.Module):
     def features(
         self, model: PromptDetector, images: np.ndarray, batch_size: int, progress: bool = False, desc: str = ""
     ) -> torch.Tensor:
-        """[N, S, S] images in [0, 1] → [N, F] frozen memory features."""
+        """[N, S, S] images in [0, 1] → [N, F] frozen memory features (pooled over the lung fields
+        for an anatomical region set)."""
         features = []
         with torch.no_grad(), tqdm(total=len(images), desc=desc, unit="film", disable=not progress, leave=False) as bar:
             for chunk in np.array_split(images, max(1, -(-len(images) // batch_size))):
                 normalized = model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device))
-                features.append(model.backbone.memory_features(normalized))
+                pool = model.memory_pool(model.film_masks(normalized))
+                features.append(model.backbone.memory_features(normalized, pool))
                 bar.update(len(chunk))
         return torch.cat(features)
 
@@ -74,7 +76,7 @@ class FewShotMemory(nn.Module):
 
 @dataclass(frozen=True)
 class KnnConfig(DetectorConfig):
-    """One whole-image view; no text."""
+    """One whole-image view; no text. ``region_set="lungs"`` pools the memory over the lung fields."""
 
     region_set: str = "whole"
 
@@ -92,11 +94,16 @@ class KnnModel(PromptDetector):
     def view_names(self) -> list[str]:
         return ["memory"]
 
+    @property
+    def reads_film_masks(self) -> bool:
+        return True
+
     def compute_text_features(self) -> torch.Tensor:
         return torch.zeros(0, device=self.device)
 
-    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
-        return self.memory.probability(self.backbone.memory_features(images))[:, None]
+    def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
+        pool = self.memory_pool(self.film_masks(images, masks))
+        return self.memory.probability(self.backbone.memory_features(images, pool))[:, None]
 
     def score_views(self, views: torch.Tensor) -> torch.Tensor:
         return views[:, 0]
@@ -122,11 +129,16 @@ class MemoryFusion:
     def view_names(self) -> list[str]:
         return [*super().view_names, "memory"]
 
-    def view_probabilities(self, images: torch.Tensor) -> torch.Tensor:
+    @property
+    def reads_film_masks(self) -> bool:
+        return True
+
+    def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """The prompt method's views, then the memory's; the unprompted image goes through the tower
         once for both (the plain views' features and the memory's descriptor)."""
-        plain, memory = self.backbone.encode_image_and_memory(images)
-        prompt_views = self.probabilities_of(self.view_features(images, plain))
+        masks = self.film_masks(images, masks)
+        plain, memory = self.backbone.encode_image_and_memory(images, self.memory_pool(masks))
+        prompt_views = self.probabilities_of(self.view_features(images, plain, masks))
         return torch.cat([prompt_views, self.memory.probability(memory)[:, None]], dim=1)
 
     def score_views(self, views: torch.Tensor) -> torch.Tensor:

@@ -36,7 +36,7 @@ class PPADModel(PromptDetector):
         self.image_prompt = (
             ImagePrompt(self.prompt_shape, config.prompt_init_std).to(self.device) if config.image_prompt else None
         )
-        unmasked = frozenset(v for v in range(len(self.regions)) if bool((self.region_keep[v] >= 1).all()))
+        unmasked = frozenset(v for v in range(len(self.regions)) if self.unmasked_views[v] > 0)
         self._plain_views = unmasked if self.image_prompt is not None else super().plain_views
 
     @property
@@ -44,21 +44,29 @@ class PPADModel(PromptDetector):
         """Without an image prompt every view; with one, the views that mask nothing (the whole image)."""
         return self._plain_views
 
+    @property
+    def reads_film_masks(self) -> bool:
+        return self.image_prompt is not None
+
     def compute_text_features(self) -> torch.Tensor:
         return self.text_prompt.text_features(self.backbone)
 
-    def prompted_view_features(self, embeddings: torch.Tensor, views: list[int]) -> torch.Tensor:
-        """One tower call for every prompted view."""
-        prompted = [self.image_prompt(embeddings, self.region_keep[view]) for view in views]
+    def prompted_view_features(
+        self, embeddings: torch.Tensor, views: list[int], keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """One tower call for every prompted view (``keep``: [B, R, …] per-film keep masks)."""
+        prompted = [self.image_prompt(embeddings, self.region_keep[v] if keep is None else keep[:, v]) for v in views]
         return self.backbone.encode_input_embeddings(torch.cat(prompted))
 
-    def image_features(self, embeddings: torch.Tensor, region_index: torch.Tensor) -> torch.Tensor:
+    def image_features(
+        self, embeddings: torch.Tensor, region_index: torch.Tensor, keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Views that mask nothing (the whole image) skip the prompt, so no gradient flows
         back through the image tower for them."""
         if self.image_prompt is None:
             return super().image_features(embeddings, region_index)
         encode = self.backbone.encode_input_embeddings
-        keep = self.region_keep[region_index]
+        keep = self.region_keep[region_index] if keep is None else keep
         masked = (keep < 1).flatten(1).any(dim=1)
         if not masked.any():
             return encode(embeddings)

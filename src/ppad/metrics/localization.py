@@ -4,11 +4,15 @@ Boxes are ``image,finding,x,y,w,h`` rows in the film's own pixel coordinates (``
 left corner), image paths relative to the CSV's folder. A pixel belongs to a box when its centre
 does. Both metrics are computed per image on the union of its boxes, then averaged over images:
 
-* **pointing game** — 1 when the map's maximum lies inside a box (no tolerance margin);
+* **pointing game** — 1 when the map's maximum lies inside a box (no tolerance margin); where
+  several pixels tie for the maximum, the share of them inside (the expected hit of a maximum
+  picked at random among the ties), so a flat map is neither favoured nor punished by pixel order;
 * **pixel AUC** — ``roc_auc_score`` of the map's values, inside the boxes vs outside.
 
 The floors: a centred Gaussian (σ = a quarter of the shorter side; findings cluster in the middle
-of a chest film) and a uniform-random map (expected AUC 0.5, hit rate = the boxes' area share).
+of a chest film), a lung prior (uniform over the film's lung fields: its pointing game is the
+share of the lung fields inside the boxes; the centre prior on a film without trusted lung fields)
+and a uniform-random map (expected AUC 0.5, hit rate = the boxes' area share).
 """
 
 from __future__ import annotations
@@ -79,9 +83,10 @@ def box_mask(boxes: list[Box], shape: tuple[int, int]) -> np.ndarray:
     return mask
 
 
-def pointing_hit(amap: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether the map's maximum (first one on ties) falls inside the mask."""
-    return bool(mask.flat[int(np.argmax(amap))])
+def pointing_hit(amap: np.ndarray, mask: np.ndarray) -> float:
+    """1.0 when the map's maximum falls inside the mask, else 0.0; on ties, the share of the tied
+    maxima inside (the chance that one picked at random hits)."""
+    return float(mask[amap == amap.max()].mean())
 
 
 def pixel_auc(amap: np.ndarray, mask: np.ndarray) -> float:
@@ -97,6 +102,12 @@ def centre_prior(shape: tuple[int, int]) -> np.ndarray:
     rows = (np.arange(shape[0]) + 0.5 - shape[0] / 2) ** 2
     cols = (np.arange(shape[1]) + 0.5 - shape[1] / 2) ** 2
     return np.exp(-(rows[:, None] + cols[None, :]) / (2 * sigma**2)).astype(np.float32)
+
+
+def lung_prior(lungs: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Uniform over the lung fields ([H, W] boolean: 1 inside, 0 outside); the centre prior when
+    there are no trusted lung fields (``None``)."""
+    return centre_prior(shape) if lungs is None else lungs.astype(np.float32)
 
 
 def localization_scores(maps: list[np.ndarray], masks: list[np.ndarray]) -> dict[str, float]:

@@ -1,6 +1,7 @@
-"""Position regions (prompt phrase + mask), radiological side convention."""
+"""Position regions (prompt phrase + mask), radiological side convention; ``lungs``: each film's lung fields."""
 
 from ppad.regions.regions import (
+    LUNG_REGIONS,
     PATCH_RULES,
     PPAD_REGIONS,
     REGION_SETS,
@@ -12,6 +13,7 @@ from ppad.regions.regions import (
 )
 
 __all__ = [
+    "LUNG_REGIONS",
     "PATCH_RULES",
     "PPAD_REGIONS",
     "REGION_SETS",

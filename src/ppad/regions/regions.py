@@ -12,24 +12,31 @@ left half; this matches how radiology reports (CheXzero's pre-training text) use
 
 Patch rule (ViT patch grids only; pixel masks are exact): ``"majority"`` keeps a patch in the
 region when at least half of its pixels are, ``"any"`` when any pixel is (the authors' code).
+
+Anatomical sets (``lungs``) give each region an ``anatomy``: its mask is then the film's own
+lung field (:mod:`ppad.regions.anatomy`), and the rectangle is the fallback for a film whose
+lung mask cannot be trusted. NumPy only: the ONNX runtime composes these masks without PyTorch.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from ppad.choices import SIDES
 from ppad.errors import UnknownNameError
 
 # The paper's upper/lower boundary: row 120 of 224.
 PAPER_UPPER_FRACTION = 120 / 224
-# Patch rule: the fraction of a patch's pixels inside the region → whether the patch is.
-PATCH_RULES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+#: What an anatomical region is made of: a lung field, the upper/lower part of both, or the
+#: whole image (whose anomalies are placed inside both lung fields).
+ANATOMY = ("right", "left", "upper", "lower", "whole")
+MIRRORED_ANATOMY = {"right": "left", "left": "right"}
+# Patch rule: the fraction of a patch's pixels inside the region (a tensor) → whether the patch is.
+PATCH_RULES: dict[str, Callable[[Any], Any]] = {
     "majority": lambda coverage: coverage >= 0.5,
     "any": lambda coverage: coverage > 0,
 }
@@ -44,10 +51,13 @@ class Region:
     bottom: float = 1.0
     left: float = 0.0
     right: float = 1.0
+    anatomy: str | None = None  # per-film lung-field region (rectangle = fallback); see ANATOMY
 
     def __post_init__(self) -> None:
         if not (0 <= self.top < self.bottom <= 1 and 0 <= self.left < self.right <= 1):
             raise ValueError(f"region {self.name!r} has an empty or out-of-image rectangle")
+        if self.anatomy is not None and self.anatomy not in ANATOMY:
+            raise ValueError(f"region {self.name!r} has unknown anatomy {self.anatomy!r}; known: {', '.join(ANATOMY)}")
 
     def mask(self, height: int, width: int) -> np.ndarray:
         """Boolean [height, width] pixel mask (rounded to the nearest pixel row/column)."""
@@ -58,8 +68,9 @@ class Region:
         return in_rows[:, None] & in_cols[None, :]
 
     def mirrored(self) -> Region:
-        """The same rectangle reflected left ↔ right."""
-        return replace(self, left=1 - self.right, right=1 - self.left)
+        """The same rectangle (and lung field) reflected left ↔ right."""
+        anatomy = MIRRORED_ANATOMY.get(self.anatomy, self.anatomy)
+        return replace(self, left=1 - self.right, right=1 - self.left, anatomy=anatomy)
 
 
 @dataclass(frozen=True)
@@ -81,16 +92,14 @@ class RegionSet:
     def __len__(self) -> int:
         return len(self.regions)
 
-    def pixel_masks(self, size: int) -> np.ndarray:
-        """[R, size, size] boolean masks."""
-        return np.stack([region.mask(size, size) for region in self.regions])
+    @property
+    def per_film(self) -> bool:
+        """Whether the masks are each film's own lung fields (else fixed rectangles)."""
+        return any(region.anatomy is not None for region in self.regions)
 
-    def patch_masks(self, size: int, patch_size: int) -> torch.Tensor:
-        """[R, N] float masks over a ViT's row-major patch grid: 1 = patch inside the region
-        by the set's patch rule."""
-        masks = torch.from_numpy(self.pixel_masks(size)).float()[:, None]
-        coverage = F.avg_pool2d(masks, kernel_size=patch_size, stride=patch_size)
-        return PATCH_RULES[self.patch_rule](coverage).float().flatten(1)
+    def pixel_masks(self, size: int) -> np.ndarray:
+        """[R, size, size] boolean masks (an anatomical set's fallback rectangles)."""
+        return np.stack([region.mask(size, size) for region in self.regions])
 
     def mirrored(self) -> RegionSet:
         """Every region reflected left ↔ right (names kept)."""
@@ -108,9 +117,22 @@ PPAD_REGIONS = RegionSet(
     ),
 )
 
+LUNG_REGIONS = RegionSet(
+    name="lungs",
+    regions=(
+        Region("left lung", left=0.5, anatomy="left"),
+        Region("right lung", right=0.5, anatomy="right"),
+        Region("upper lung", bottom=PAPER_UPPER_FRACTION, anatomy="upper"),
+        Region("lower lung", top=PAPER_UPPER_FRACTION, anatomy="lower"),
+        Region("", anatomy="whole"),
+    ),
+)
+
 WHOLE_IMAGE = RegionSet(name="whole", regions=(Region(""),))
 
-REGION_SETS: dict[str, RegionSet] = {region_set.name: region_set for region_set in (PPAD_REGIONS, WHOLE_IMAGE)}
+REGION_SETS: dict[str, RegionSet] = {
+    region_set.name: region_set for region_set in (PPAD_REGIONS, LUNG_REGIONS, WHOLE_IMAGE)
+}
 
 
 def get_region_set(name: str, sides: str = "anatomical", patch_rule: str = "majority") -> RegionSet:

@@ -15,6 +15,7 @@ Every file is written atomically; every read failure is a :class:`RunFolderError
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,8 @@ from ppad.runs.records import (
     RunManifest,
     validate_metrics,
 )
+
+log = logging.getLogger("ppad")
 
 PROMPT_FILES = {"best": "prompts.safetensors", "last": "prompts_last.safetensors"}
 STATE_KEYS = ("prompts", "optimizer", "scheduler", "epoch", "history", "best")
@@ -228,7 +231,21 @@ class RunFolder:
             raise RunFolderError(self.config_path, f"cannot rebuild the model ({error})") from None
         model = method.build(backbone, settings)
         self.load_prompts(model, checkpoint)
+        self._check_segmenter(model)
         return model.eval()
+
+    def _check_segmenter(self, model: PromptDetector) -> None:
+        """A lung-field run scored with other segmenter weights than it was trained with: say so."""
+        if model.film_lungs is None or not self.manifest_path.is_file():
+            return
+        recorded = self.read_manifest().record.get("regions", {}).get("segmenter", {}).get("sha256")
+        if recorded and recorded != model.film_lungs.fingerprint:
+            log.warning(
+                "%s was trained on lung fields from segmenter weights %s…, now %s…: its regions differ",
+                self.root,
+                recorded[:12],
+                model.film_lungs.fingerprint[:12],
+            )
 
 
 def load_run(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -17,6 +18,9 @@ from ppad.scoring.scorer import fusion_weight_of, predict_views
 from ppad.serve.errors import from_read_error
 from ppad.serve.overlay import anomaly_map, overlay_png
 from ppad.serve.uploads import Upload
+
+if TYPE_CHECKING:
+    from ppad.lungs import LungFields
 
 
 class ServedModel:
@@ -67,7 +71,7 @@ class ServedModel:
         except ImageReadError as error:
             raise from_read_error(error, upload.filename) from None
         image = self.model.preprocessing.resize(film)[None]
-        views, amap = self._predict(image, with_map)
+        views, drawn = self._predict(image, with_map)
         probabilities = views[None]
         scores = self.model.aggregate(probabilities)
         report = ScoreReport(
@@ -90,12 +94,13 @@ class ServedModel:
             "top_view": row["top_view"],
             "views": dict(zip(self.views, views.tolist())),
             "overlay_png": None
-            if amap is None
-            else overlay_png(self.model, film, amap, views, row["score"], upload.filename),
+            if drawn is None
+            else overlay_png(self.model, film, *drawn, views, row["score"], upload.filename),
         }
 
-    def _predict(self, image: np.ndarray, with_map: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    def _predict(self, image: np.ndarray, with_map: bool) -> tuple[np.ndarray, tuple[np.ndarray, LungFields] | None]:
+        """The views' probabilities and, ``with_map``, the map (lung-restricted) with its lung fields."""
         with self._lock:
             views = predict_views(self.model, image)[0]
-            amap = anomaly_map(self.model, image) if with_map else None
-        return views, amap
+            drawn = anomaly_map(self.model, image) if with_map else None
+        return views, drawn

@@ -4,29 +4,44 @@ from __future__ import annotations
 
 import base64
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PIL import Image
 
 from ppad.methods.base import PromptDetector
 
+if TYPE_CHECKING:
+    from ppad.lungs import LungFields
 
-def anomaly_map(model: PromptDetector, image: np.ndarray) -> np.ndarray:
-    """[S, S] map of one preprocessed image ([1, S, S]) by the default map method."""
+
+def anomaly_map(model: PromptDetector, image: np.ndarray) -> tuple[np.ndarray, LungFields]:
+    """[S, S] map of one preprocessed image ([1, S, S]) by the default map method, restricted to
+    its lung fields where trusted (as ``ppad score --maps``), and those lung fields."""
     from ppad.maps import anomaly_maps
+    from ppad.maps.lungs import segment_lungs
 
-    return anomaly_maps(model, image)[0]
+    fields = segment_lungs(image)
+    return anomaly_maps(model, image, fields=fields)[0], fields[0]
 
 
 def overlay_png(
-    model: PromptDetector, film: np.ndarray, amap: np.ndarray, views: np.ndarray, score: float, title: str = ""
+    model: PromptDetector,
+    film: np.ndarray,
+    amap: np.ndarray,
+    lungs: LungFields,
+    views: np.ndarray,
+    score: float,
+    title: str = "",
 ) -> str:
     """Base64 PNG of ``amap`` ([S, S], the model's frame, by the default map method) over ``film``,
-    with ``title`` (the file name), the views and score.
+    with ``title`` (the file name), the views and score; the legend says whether the film's
+    ``lungs`` were trusted, so restricted the map.
 
     The film is scaled down to the overlay's size first, so a 4000-pixel film is not blended
     at full resolution only to be shrunk afterwards."""
     from ppad.maps import MAP_METHODS, render_overlay, resolve_map_method, to_original
+    from ppad.maps.lungs import legend_meaning
     from ppad.maps.overlay import MAX_SIDE
 
     shown = _fit(film, MAX_SIDE)
@@ -39,7 +54,7 @@ def overlay_png(
         score,
         title,
         method,
-        MAP_METHODS[method].meaning,
+        legend_meaning(MAP_METHODS[method].meaning, lungs),
     )
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")

@@ -13,7 +13,7 @@ import numpy as np
 from ppad.errors import UnknownNameError
 from ppad.synthesis.base import SynthesisResult, SynthesisTask, sample_pixel
 from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, RadialDeformation
-from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchBlend, estimate_lung_fields
+from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchBlend, segmented_lungs
 from ppad.synthesis.poisson import poisson_blend
 from ppad.synthesis.sas import PAPER_GAMMA_WEIGHTS, StructurePreservingSynthesis, boundary_distance, gamma_map
 from ppad.synthesis.shapes import ReferenceScribble, RegionBlob
@@ -68,8 +68,8 @@ __all__ = [
     "SynthesisResult",
     "SynthesisTask",
     "boundary_distance",
-    "estimate_lung_fields",
     "gamma_map",
     "get_synthesis",
     "sample_pixel",
+    "segmented_lungs",
 ]

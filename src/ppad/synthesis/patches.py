@@ -10,8 +10,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import ndimage
-from skimage.filters import threshold_otsu
 from skimage.transform import rotate
 
 from ppad.synthesis.base import SynthesisResult, sample_pixel
@@ -132,30 +130,25 @@ class CutPaste:
         return SynthesisResult(out, mask, {"box": target})
 
 
-def estimate_lung_fields(image: np.ndarray) -> np.ndarray:
-    """Unsupervised lung-field mask: dark (below Otsu) pixels inside the body, two largest pieces."""
-    body = ndimage.binary_fill_holes(image > 0.1 * image.max())
-    if body.sum() < 16:
-        return np.zeros(image.shape, dtype=bool)
-    dark = body & (image < threshold_otsu(image[body]))
-    dark = ndimage.binary_opening(dark, iterations=2)
-    labels, count = ndimage.label(dark)
-    if count == 0:
-        return dark
-    sizes = np.bincount(labels.ravel())[1:]
-    keep = np.argsort(sizes)[::-1][:2] + 1
-    return ndimage.binary_fill_holes(np.isin(labels, keep))
+def segmented_lungs(image: np.ndarray) -> np.ndarray:
+    """Both lung fields of a film from the shipped segmenter; empty when its mask is not trusted."""
+    from ppad.lungs.frames import shipped_frame_lung_fields
+
+    fields = shipped_frame_lung_fields()(image[None])[0]
+    return fields.mask if fields.trusted else np.zeros(image.shape, dtype=bool)
 
 
 @dataclass(frozen=True)
 class AnatPaste:
-    """AnatPaste-style (Sato et al. 2023): a patch of the image blended in only where the
-    (unsupervised) lung-field mask is, ``(1 − α)·x + α·patch`` with ``α ~ U(0.3, 1)``."""
+    """AnatPaste-style (Sato et al. 2023): a patch of the image blended in only where the lung
+    fields are (the shipped segmenter's; the whole region where its mask is not trusted),
+    ``(1 − α)·x + α·patch`` with ``α ~ U(0.3, 1)``."""
 
     name: str = "anatpaste"
+    lungs: Callable[[np.ndarray], np.ndarray] = segmented_lungs
 
     def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
-        lungs = estimate_lung_fields(image)
+        lungs = self.lungs(image)
         allowed = region & lungs if (region & lungs).any() else region
         target = random_box(image.shape, sample_pixel(allowed, rng), rng)
         cut = place(

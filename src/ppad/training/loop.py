@@ -25,22 +25,31 @@ log = logging.getLogger("ppad")
 
 
 def softmax_bce(
-    model: PromptDetector, images: torch.Tensor, regions: torch.Tensor, labels: torch.Tensor
+    model: PromptDetector,
+    images: torch.Tensor,
+    regions: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """BCE on the abnormal softmax probability (ppad): one sigmoid of the logit difference."""
-    return F.binary_cross_entropy_with_logits(model(images, regions), labels)
+    return F.binary_cross_entropy_with_logits(model(images, regions, masks), labels)
 
 
 def two_sigmoid_bce(
-    model: PromptDetector, images: torch.Tensor, regions: torch.Tensor, labels: torch.Tensor
+    model: PromptDetector,
+    images: torch.Tensor,
+    regions: torch.Tensor,
+    labels: torch.Tensor,
+    masks: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """BCE on each scaled cosine logit on its own, targets (1 − y, y), averaged over the 2B terms
     (the authors' code); scoring still takes the softmax."""
     targets = torch.stack([1 - labels, labels], dim=1)
-    return F.binary_cross_entropy_with_logits(model.class_logits(images, regions), targets)
+    return F.binary_cross_entropy_with_logits(model.class_logits(images, regions, masks), targets)
 
 
-Loss = Callable[[PromptDetector, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+#: (model, images, view indices, labels, per-film region masks or None) → loss
+Loss = Callable[..., torch.Tensor]
 LOSSES: dict[str, Loss] = {"softmax-bce": softmax_bce, "two-sigmoid": two_sigmoid_bce}
 
 
@@ -89,17 +98,21 @@ def validation_label(model: PromptDetector) -> str:
 
 
 def _train_epoch(model, optimizer, support, task, region_masks, rng, settings: TrainSettings) -> float:
-    """One pass over the support set in a seeded order; returns the mean loss."""
+    """One pass over the support set in a seeded order; returns the mean loss. ``region_masks``:
+    [R, S, S], or each support film's own [k, R, S, S] (segmented once, before the anomalies)."""
     order = rng.permutation(len(support))
     size = len(order) if settings.full_batch else settings.batch_size
     loss_of = LOSSES[settings.loss]
     model.train()
     losses = []
     for first in range(0, len(order), size):
-        batch = synthesize_batch(support[order[first : first + size]], region_masks, task, rng, settings.p_anomaly)
+        chosen = order[first : first + size]
+        films_masks = region_masks[chosen] if region_masks.ndim == 4 else region_masks
+        batch = synthesize_batch(support[chosen], films_masks, task, rng, settings.p_anomaly)
         images = batch.model_input(model.preprocessing, model.device)
         regions = torch.from_numpy(batch.region_index).to(model.device)
-        loss = loss_of(model, images, regions, torch.from_numpy(batch.labels).to(model.device))
+        labels = torch.from_numpy(batch.labels).to(model.device)
+        loss = loss_of(model, images, regions, labels, batch.model_masks(model.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -140,7 +153,7 @@ def fit(
         scheduler.load_state_dict(state.scheduler)
 
     task = get_synthesis(settings.synthesis, sources=support)
-    region_masks = model.regions.pixel_masks(model.config.image_size)
+    region_masks = model.region_masks(support)
     bar = tqdm(
         range(state.epoch, settings.epochs),
         desc="training",

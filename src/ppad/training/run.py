@@ -17,7 +17,7 @@ from ppad.backbones import DEFAULT_BACKBONE, Backbone, load_backbone
 from ppad.data import DatasetIndex, discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
 from ppad.errors import DataError
-from ppad.methods.base import DetectorConfig
+from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.methods.registry import get_method
 from ppad.runs import RunFolder, RunIdentity, RunManifest
 from ppad.synthesis import get_synthesis
@@ -29,6 +29,15 @@ log = logging.getLogger("ppad")
 def software_versions() -> dict[str, str]:
     packages = ("torch", "open_clip_torch", "timm", "transformers", "numpy", "scipy", "scikit-image", "scikit-learn")
     return {"python": platform.python_version(), "ppad": __version__, **{name: version(name) for name in packages}}
+
+
+def regions_record(model: PromptDetector) -> dict:
+    """The region set a run used and, for an anatomical one, the segmenter that drew it."""
+    record = {"set": model.regions.name, "sides": model.config.region_sides, "names": model.regions.names}
+    if model.film_lungs is not None:
+        segmenter = model.film_lungs.segmenter
+        record["segmenter"] = {"weights": str(segmenter.source), "sha256": segmenter.fingerprint}
+    return record
 
 
 def train_run(
@@ -76,9 +85,8 @@ def train_run(
         raise DataError("none of the support images could be read")
     validation = None
     if held_out.paths:
-        region_masks = model.regions.pixel_masks(config.image_size)
         task = get_synthesis(settings.synthesis, sources=support.images)
-        validation = validation_batch(held_out.images, region_masks, task, settings.seed)
+        validation = validation_batch(held_out.images, model.region_masks(held_out.images), task, settings.seed)
         if validation.labels.min() == validation.labels.max():
             log.warning("synthesis %r changed no validation image: the last epoch is kept", settings.synthesis)
             validation = None
@@ -99,6 +107,7 @@ def train_run(
                 "synthetic_anomalies": int(validation.labels.sum()) if validation is not None else 0,
                 "source": f"held-out training normals + {settings.synthesis} anomalies on them (never the test split)",
             },
+            "regions": regions_record(model),
             "unreadable": [{"path": str(f.path), "error": f.problem} for f in unreadable],
             "versions": software_versions(),
         },
