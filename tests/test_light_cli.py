@@ -49,7 +49,7 @@ def registries() -> list[tuple[tuple[str, ...], list[str]]]:
     from ppad.regions import PATCH_RULES
     from ppad.runs import PROMPT_FILES
     from ppad.synthesis import SYNTHESIS_TASKS
-    from ppad.training.loop import LOSSES
+    from ppad.training.losses import LOSSES
 
     return [
         (choices.ARCHITECTURE_NAMES, list(ARCHITECTURES)),

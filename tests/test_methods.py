@@ -14,7 +14,7 @@ def images():
 
 
 def test_methods_are_found_by_name_with_their_defaults(backbone):
-    prompt_methods = ["ppad", "ppad-text", "coop", "maple", "zeroshot"]
+    prompt_methods = ["ppad", "ppad-text", "coop", "maple", "zeroshot", "mediclip"]
     assert list(METHODS) == [*prompt_methods, "knn", *(f"{name}+knn" for name in prompt_methods)]
     with pytest.raises(KeyError, match="known: ppad"):
         get_method("nope")
@@ -27,6 +27,7 @@ def test_methods_are_found_by_name_with_their_defaults(backbone):
         "coop": 1,
         "maple": 1,
         "zeroshot": 1,
+        "mediclip": 1,
     }
     assert views["knn"] == 1 and views["ppad+knn"] == 5
     assert METHODS["ppad+knn"].build(backbone).view_names == [

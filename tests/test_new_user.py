@@ -62,7 +62,12 @@ def test_the_fusion_weight_is_explained(weight, expected):
 
 
 def test_validation_aucs_are_named_for_what_they_measured():
-    fused = {"best_val_auc": 0.543, "prompt_val_auc": 0.5112, "calibration": {"fusion_weight": 0.0}, "history": [1]}
+    fused = {
+        "best_val_auc": 0.543,
+        "prompt_val_auc": 0.5112,
+        "calibration": {"fusion_weight": 0.0},
+        "history": [{"epoch": 3}],
+    }
     assert validation_text(fused) == "validation AUC 0.543 (fused score; prompts alone 0.511)"
     assert validation_text({"best_val_auc": 0.6, "calibration": {}}) == "validation AUC 0.600"
     lines = training_summary("runs/x", "ppad+knn", {**fused, "best_epoch": 3}, "runs/x/prompts.safetensors")

@@ -14,13 +14,15 @@ from scipy import ndimage
 from ppad.bench import plan
 from ppad.bench.harness import ABLATIONS
 from ppad.cli.main import cli
+from ppad.data.batches import ModelBatch
 from ppad.methods import PPADConfig, get_method
 from ppad.methods.presets import CHOICES, PPAD, PRESETS, REFERENCE, preset_ablation
 from ppad.regions import get_region_set
 from ppad.synthesis import boundary_distance, get_synthesis
 from ppad.synthesis.shapes import ReferenceScribble, box_points
 from ppad.training import TrainSettings
-from ppad.training.loop import _train_epoch, softmax_bce, two_sigmoid_bce
+from ppad.training.loop import _train_epoch
+from ppad.training.losses import softmax_bce, two_sigmoid_bce
 from tests.test_regions import patch_masks
 
 LOWER = 3  # index of "lower lung" in the ppad region set
@@ -89,10 +91,14 @@ class _Logits(torch.nn.Module):
         return self.logits[:, 1] - self.logits[:, 0]
 
 
+def _batch(labels: torch.Tensor) -> ModelBatch:
+    return ModelBatch(torch.zeros(len(labels), 3, 1, 1), torch.zeros(len(labels), dtype=torch.long), labels, None)
+
+
 def test_two_sigmoid_gradient_is_sigmoid_minus_target_over_2b():
     logits = torch.tensor([[2.0, -1.0], [0.5, 3.0], [-4.0, 0.1]], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0.0, 1.0, 1.0], dtype=torch.float64)
-    two_sigmoid_bce(_Logits(logits), None, None, labels).backward()
+    two_sigmoid_bce(_Logits(logits), _batch(labels)).backward()
     targets = torch.stack([1 - labels, labels], dim=1)
     torch.testing.assert_close(logits.grad, (torch.sigmoid(logits.detach()) - targets) / (2 * len(labels)))
 
@@ -100,7 +106,7 @@ def test_two_sigmoid_gradient_is_sigmoid_minus_target_over_2b():
 def test_softmax_bce_gradient_is_softmax_minus_target_over_b():
     logits = torch.tensor([[2.0, -1.0], [0.5, 3.0]], dtype=torch.float64, requires_grad=True)
     labels = torch.tensor([0.0, 1.0], dtype=torch.float64)
-    softmax_bce(_Logits(logits), None, None, labels).backward()
+    softmax_bce(_Logits(logits), _batch(labels)).backward()
     p = torch.softmax(logits.detach(), dim=1)[:, 1]
     torch.testing.assert_close(logits.grad[:, 1], (p - labels) / len(labels))
     torch.testing.assert_close(logits.grad[:, 0], -(p - labels) / len(labels))

@@ -111,7 +111,7 @@ def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, t
     )
     straight = loop.fit(model, support, validation, settings, RunFolder(tmp_path / "a"), progress=False)
 
-    original = loop._validation_auc
+    original = loop._validation_metrics
     calls = {"n": 0}
 
     def interrupt_in_third_epoch(*args):
@@ -120,10 +120,10 @@ def test_interrupted_training_resumes_to_the_same_prompts(backbone, demo_data, t
             raise KeyboardInterrupt
         return original(*args)
 
-    monkeypatch.setattr(loop, "_validation_auc", interrupt_in_third_epoch)
+    monkeypatch.setattr(loop, "_validation_metrics", interrupt_in_third_epoch)
     with pytest.raises(KeyboardInterrupt):
         loop.fit(fresh_model(), support, validation, settings, RunFolder(tmp_path / "b"), progress=False)
-    monkeypatch.setattr(loop, "_validation_auc", original)
+    monkeypatch.setattr(loop, "_validation_metrics", original)
     resumed_model = fresh_model()
     resumed = loop.fit(resumed_model, support, validation, settings, RunFolder(tmp_path / "b"), progress=False)
     assert [h["epoch"] for h in resumed["history"]] == [1, 2, 3]

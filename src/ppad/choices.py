@@ -16,15 +16,16 @@ METHOD_NAMES = (
     "coop",
     "maple",
     "zeroshot",
+    "mediclip",
     "knn",
-    *(f"{name}+knn" for name in ("ppad", "ppad-text", "coop", "maple", "zeroshot")),
+    *(f"{name}+knn" for name in ("ppad", "ppad-text", "coop", "maple", "zeroshot", "mediclip")),
 )
 TEMPLATES = ("words", "chexzero")  # zeroshot prompts
 PRESET_NAMES = ("ppad", "reference")
 REGION_SET_NAMES = ("ppad", "lungs", "whole")  # image halves / each film's lung fields / one view
 SIDES = ("anatomical", "image")  # region sides: the patient's (radiological) or the image's
 PATCH_RULE_NAMES = ("majority", "any")
-LOSS_NAMES = ("softmax-bce", "two-sigmoid")
+LOSS_NAMES = ("softmax-bce", "two-sigmoid", "focal-dice")
 SYNTHESIS_NAMES = (
     "sas",
     "sas-reference",
@@ -39,8 +40,9 @@ SYNTHESIS_NAMES = (
     "sink",
     "identity",
     "mediclip",
+    "mediclip-train",
 )
 ABLATION_NAMES = ("prompts", "synthesis", "preset")
 CHECKPOINTS = ("best", "last")
 DEFAULT_MAP_METHOD = "auto"
-MAP_METHOD_NAMES = ("text", "memory", "gradient", "sweep")
+MAP_METHOD_NAMES = ("mediclip", "text", "memory", "gradient", "sweep")

@@ -61,6 +61,20 @@ class ClipBackbone(nn.Module):
         return self.clip.token_embedding.embedding_dim
 
     @property
+    def embed_dim(self) -> int:
+        return self.clip.text_projection.shape[1]
+
+    @property
+    def depth(self) -> int:
+        return len(self.clip.visual.transformer.resblocks)
+
+    @property
+    def dense_layers(self) -> tuple[int, ...]:
+        """Blocks at half, three quarters and all of the depth: 6, 9, 12 of a ViT-B's 12, the same
+        relative depths as MediCLIP's 12, 18, 24 of ViT-L/14's 24."""
+        return tuple(sorted({self.depth // 2, 3 * self.depth // 4, self.depth}))
+
+    @property
     def context_length(self) -> int:
         return self.clip.context_length
 
@@ -125,6 +139,26 @@ class ClipBackbone(nn.Module):
         features = self.encode_image(images)
         return features, F.normalize(features, dim=-1)
 
+    def dense_widths(self, layers: tuple[int, ...]) -> list[int]:
+        return [self.width] * len(layers)
+
+    def dense_features(self, images: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """[B, width, g, g] patch tokens (class token dropped) at the output of each block in
+        ``layers`` (1-based), from the residual stream before ``ln_post`` and the projection."""
+        if not layers or min(layers) < 1 or max(layers) > self.depth:
+            raise SettingsError(f"dense layers must lie in 1..{self.depth}, got {layers}")
+        transformer = self.clip.visual.transformer
+        x = self.clip.visual.ln_pre(self.visual_tokens(self.input_embeddings(images)))
+        grid = math.isqrt(x.shape[1] - 1)
+        x = x if transformer.batch_first else x.transpose(0, 1)
+        taken: dict[int, torch.Tensor] = {}
+        for block_number, block in enumerate(transformer.resblocks[: max(layers)], start=1):
+            x = block(x)
+            if block_number in layers:
+                tokens = x if transformer.batch_first else x.transpose(0, 1)
+                taken[block_number] = tokens[:, 1:].transpose(1, 2).unflatten(2, (grid, grid))
+        return [taken[layer] for layer in layers]
+
     def _positional_embedding(self, grid: int) -> torch.Tensor:
         """The positional embedding for a ``grid`` × ``grid`` patch layout (bicubic-resampled)."""
         table = self.clip.visual.positional_embedding
@@ -147,11 +181,15 @@ class ClipBackbone(nn.Module):
         tokens = self.clip.ln_final(tokens)
         return tokens[torch.arange(tokens.shape[0], device=tokens.device), eot_index] @ self.clip.text_projection
 
-    def encode_token_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
-        """[P, L, width] token embeddings → [P, D] text features."""
-        clip = self.clip
-        x = embeddings + clip.positional_embedding.to(embeddings.dtype)
-        return self.text_head(clip.transformer(x, attn_mask=clip.attn_mask), eot_index)
+    def encode_token_embeddings(
+        self, embeddings: torch.Tensor, eot_index: torch.Tensor, causal: bool = True
+    ) -> torch.Tensor:
+        """[P, L, width] token embeddings → [P, D] text features (``causal=False``: without the
+        text transformer's causal mask, as MediCLIP's code runs it)."""
+        clip, length = self.clip, embeddings.shape[1]  # prompts may stop at their longest end token
+        x = embeddings + clip.positional_embedding[:length].to(embeddings.dtype)
+        mask = clip.attn_mask[:length, :length] if causal else None
+        return self.text_head(clip.transformer(x, attn_mask=mask), eot_index)
 
     def eot_index(self, token_ids: torch.Tensor) -> torch.Tensor:
         return (token_ids == self.tokenizer.eot_token_id).int().argmax(dim=-1)

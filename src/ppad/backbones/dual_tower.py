@@ -224,6 +224,15 @@ class DualTowerBackbone(nn.Module):
     def text_width(self) -> int:
         return self.text_tower.config.hidden_size
 
+    @property
+    def embed_dim(self) -> int:
+        return self.architecture.embed_dim
+
+    @property
+    def dense_layers(self) -> tuple[int, ...]:
+        """The stride-8, 16 and 32 stages: the finest grid the pooled embedding already reads, and coarser."""
+        return tuple(i for i, info in enumerate(self.image_tower.feature_info) if info["reduction"] >= 8)
+
     # --- image tower -----------------------------------------------------------------------
     def input_embeddings(self, images: torch.Tensor) -> torch.Tensor:
         """The prompt acts on the normalised pixels themselves."""
@@ -247,6 +256,15 @@ class DualTowerBackbone(nn.Module):
             final = None
             maps = tower.forward_intermediates(images, indices=indices, stop_early=True, intermediates_only=True)
         return {-1: final, **dict(zip(indices, maps))}
+
+    def dense_widths(self, layers: tuple[int, ...]) -> list[int]:
+        info = self.image_tower.feature_info
+        return [self.image_tower.num_features if layer < 0 else info[layer]["num_chs"] for layer in layers]
+
+    def dense_features(self, images: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """[B, C, h, w] feature maps of the timm stages in ``layers`` (``-1``: the head), in that order."""
+        maps = self.stage_maps(images, layers)
+        return [maps[layer] for layer in layers]
 
     def stage_features(self, images: torch.Tensor, stages: tuple[int, ...]) -> list[torch.Tensor]:
         """Average-pooled, unit-norm features of the given stages (``-1``: the head), in the order asked."""
@@ -330,7 +348,10 @@ class DualTowerBackbone(nn.Module):
         pooled = (hidden * mask[..., None]).sum(dim=1) / mask.sum(dim=1, keepdim=True)
         return F.normalize(pooled, dim=-1)
 
-    def encode_token_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor:
+    def encode_token_embeddings(
+        self, embeddings: torch.Tensor, eot_index: torch.Tensor, causal: bool = True
+    ) -> torch.Tensor:
+        """``causal`` does not apply: the BERT-style encoder attends both ways by design."""
         return self.text_head(self.sentence_embeddings(embeddings, eot_index))
 
     def eot_index(self, token_ids: torch.Tensor) -> torch.Tensor:

@@ -24,8 +24,9 @@ DEFAULT_MAX_BYTES = 1 << 30  # 1 GiB: ~1M cxr-lite embeddings, far more than a b
 
 
 class FeatureCache(nn.Module):
-    """A frozen :class:`Backbone` whose ``encode_input_embeddings`` and ``memory_features`` are
-    memoised per input row (least recently used entries go first beyond ``max_bytes``).
+    """A frozen :class:`Backbone` whose ``encode_input_embeddings``, ``memory_features`` and
+    (without gradients) ``dense_features`` are memoised per input row (least recently used entries
+    go first beyond ``max_bytes``).
 
     Everything else is the wrapped backbone's: ``cached.fingerprint``, ``cached.tokenizer`` ….
     Cached rows were computed in other batches, so they can differ from a fresh batch in the
@@ -40,6 +41,7 @@ class FeatureCache(nn.Module):
         self.max_bytes = max_bytes
         self.hits = self.misses = self.stored_bytes = 0
         self._store: OrderedDict[tuple[str, bytes], torch.Tensor] = OrderedDict()
+        self._dense_shapes: dict[tuple, list[torch.Size]] = {}  # (layers, input shape) → each layer's map shape
 
     def __getattr__(self, name: str):
         try:
@@ -65,6 +67,22 @@ class FeatureCache(nn.Module):
         self, images: torch.Tensor, pool: torch.Tensor | None = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         return self.encode_image(images), self.memory_features(images, pool)
+
+    def dense_features(self, images: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]:
+        """Memoised outside autograd only: in training every input is a fresh synthetic film."""
+        if torch.is_grad_enabled():
+            return self.backbone.dense_features(images, layers)
+        shapes: list[torch.Size] = self._dense_shapes.get((layers, images.shape[1:]), [])
+
+        def flat(x: torch.Tensor) -> torch.Tensor:
+            maps = self.backbone.dense_features(x, layers)
+            shapes[:] = [m.shape[1:] for m in maps]
+            return torch.cat([m.flatten(1) for m in maps], dim=1)
+
+        rows = self._cached(f"dense{layers}", flat, images)
+        self._dense_shapes[(layers, images.shape[1:])] = shapes
+        sizes = [shape.numel() for shape in shapes]
+        return [part.reshape(len(rows), *shape) for part, shape in zip(rows.split(sizes, dim=1), shapes)]
 
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._store), "bytes": self.stored_bytes}

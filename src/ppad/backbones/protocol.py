@@ -31,6 +31,8 @@ class Backbone(Protocol):
       ``memory_features`` is the few-shot memory's frozen descriptor (``pool``: [B, 1, S, S]
       weights where a tower with local features pools them, e.g. the lung fields);
       ``encode_image_and_memory`` gives it with the unprompted image's features from one pass.
+      ``dense_features`` gives local features ([B, C, h, w] per layer: a ViT's patch tokens at
+      given blocks, a CNN's stage maps) for methods that read every patch (MediCLIP, maps).
     * Text side: ``token_embeddings`` of prompt ids (with placeholder slots for learned context)
       go through ``encode_token_embeddings``, pooled at/up to ``eot_index``.
     """
@@ -52,6 +54,16 @@ class Backbone(Protocol):
     @property
     def text_width(self) -> int: ...
 
+    @property
+    def embed_dim(self) -> int: ...
+
+    @property
+    def dense_layers(self) -> tuple[int, ...]: ...
+
+    def dense_widths(self, layers: tuple[int, ...]) -> list[int]: ...
+
+    def dense_features(self, images: torch.Tensor, layers: tuple[int, ...]) -> list[torch.Tensor]: ...
+
     def input_embeddings(self, images: torch.Tensor) -> torch.Tensor: ...
 
     def prompt_shape(self, image_size: int) -> tuple[int, ...]: ...
@@ -72,7 +84,9 @@ class Backbone(Protocol):
 
     def token_embeddings(self, token_ids: torch.Tensor) -> torch.Tensor: ...
 
-    def encode_token_embeddings(self, embeddings: torch.Tensor, eot_index: torch.Tensor) -> torch.Tensor: ...
+    def encode_token_embeddings(
+        self, embeddings: torch.Tensor, eot_index: torch.Tensor, causal: bool = True
+    ) -> torch.Tensor: ...
 
     def eot_index(self, token_ids: torch.Tensor) -> torch.Tensor: ...
 

@@ -8,9 +8,10 @@ only its validation split; the test split is read once per cell, at the end.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -20,7 +21,7 @@ from ppad.data import DatasetIndex, discover
 from ppad.data.fewshot import check_pool_size
 from ppad.io import write_json
 from ppad.methods import get_method
-from ppad.methods.presets import PPAD, Preset, preset_ablation
+from ppad.methods.presets import PPAD, ChoiceSet, Preset, preset_ablation, preset_for
 from ppad.runs import RunFolder
 from ppad.runs.records import as_stored
 from ppad.scoring.evaluation import evaluate_run
@@ -54,7 +55,7 @@ class Cell:
     method: str
     synthesis: str
     seed: int
-    preset: Preset = PPAD
+    preset: ChoiceSet = PPAD
 
     def row(self, by_synthesis: bool, by_preset: bool = False) -> str:
         row = f"{self.method} + {self.synthesis}" if by_synthesis else self.method
@@ -69,13 +70,14 @@ class Cell:
 def plan(
     methods: Sequence[str], syntheses: Sequence[str] | None, seeds: Sequence[int], presets: Sequence[Preset] = (PPAD,)
 ) -> list[Cell]:
-    """Every cell in table order; ``syntheses=None`` takes each preset's own synthesis."""
+    """Every cell in table order; ``syntheses=None`` takes each preset's own synthesis. A method
+    of another family (MediCLIP) takes its family's preset of the same name."""
     for method in methods:
         get_method(method)  # unknown names fail before any work
     return [
         Cell(m, s, seed, preset)
         for m in methods
-        for preset in presets
+        for preset in dict.fromkeys(preset_for(m, p) for p in presets)
         for s in (syntheses or [preset.synthesis])
         for seed in seeds
     ]
@@ -89,13 +91,17 @@ def run_cell(
     settings: TrainSettings,
     progress: bool,
     region_set: str | None = None,
+    given: Mapping[str, Any] = {},
 ) -> dict:
-    """Train and evaluate one cell (``region_set``: every method's positions, None = its own). A
+    """Train and evaluate one cell (``region_set``: every method's positions, None = its own;
+    ``given``: choices the command line set, over every preset's: schedule and model settings). A
     finished cell with the same settings is reused; one made with other settings is refused
     (:class:`RunConflictError`), never silently reused."""
     run = RunFolder(out / "runs" / cell.folder)
-    cell_settings = replace(cell.preset.settings(settings), seed=cell.seed, synthesis=cell.synthesis)
-    config = cell.preset.config(get_method(cell.method), region_set=region_set)
+    schedule = {k: v for k, v in given.items() if k in {f.name for f in fields(TrainSettings)}}
+    cell_settings = replace(cell.preset.settings(settings), **schedule, seed=cell.seed, synthesis=cell.synthesis)
+    model_given = {k: v for k, v in given.items() if k not in schedule}
+    config = cell.preset.config(get_method(cell.method), region_set=region_set, **model_given)
     warm_start_from_base(cell, out, run, cell_settings, backbone)
     train_run(index, run.root, backbone, settings=cell_settings, config=config, method=cell.method, progress=progress)
     metrics_path = run.metrics_path()
@@ -160,12 +166,15 @@ def run_bench(
     presets: Sequence[Preset] = (PPAD,),
     cache_features: bool = True,
     region_set: str | None = None,
+    given: Mapping[str, Any] = {},
 ) -> dict:
     """Run every cell (skipping finished ones) and write ``results.json``, ``table.md``, ``roc.png``.
 
-    ``presets``: the choice sets to compare (one row each when several); ``syntheses=None``
-    trains each preset with its own synthesis. ``region_set``: every method's positions (``"lungs"``:
-    each film's lung fields; None: each method's own). ``cache_features``: compute each frozen tower
+    ``presets``: the choice sets to compare (one row each when several; a MediCLIP method takes
+    its family's preset of the same name); ``syntheses=None`` trains each preset with its own
+    synthesis. ``given``: choices the command line set, applied over every cell's preset.
+    ``region_set``: every method's positions (``"lungs"``: each film's lung fields; None: each
+    method's own). ``cache_features``: compute each frozen tower
     output once for the whole table (:class:`FeatureCache`); off, every cell runs the tower itself.
     """
     from ppad.bench.roc import plot_roc_curves
@@ -180,7 +189,7 @@ def run_bench(
     if cache_features:
         loaded = FeatureCache(loaded)
     documents = [
-        run_cell(cell, index, out, loaded, settings, progress=False, region_set=region_set)
+        run_cell(cell, index, out, loaded, settings, progress=False, region_set=region_set, given=given)
         for cell in tqdm(cells, desc="bench", unit="run", disable=not progress)
     ]
     by_synthesis = syntheses is not None and len(set(syntheses)) > 1

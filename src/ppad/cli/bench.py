@@ -87,6 +87,7 @@ def command(
     prompt_init_std,
     loss,
     full_batch,
+    causal_text,
     shots,
     epochs,
     batch_size,
@@ -114,8 +115,10 @@ def command(
         full_batch=full_batch,
     )
     chosen = ABLATIONS.get(ablation) or Ablation(tuple(names(methods)), tuple(names(synthesis)) if synthesis else None)
+    schedule = {"shots": shots, "epochs": epochs, "batch_size": batch_size, "lr": lr}
+    given = {k: v for k, v in {**schedule, "causal_text": causal_text}.items() if v is not None}
     settings = TrainSettings(
-        shots=shots, epochs=epochs, batch_size=batch_size, lr=lr, validation_size=val_size, val_every=val_every
+        **{k: v for k, v in schedule.items() if v is not None}, validation_size=val_size, val_every=val_every
     )
     presets = chosen.presets or (choices,)
     say_if_resuming(out, plan(chosen.methods, chosen.syntheses, seed_list, presets))
@@ -132,6 +135,7 @@ def command(
         not quiet,
         presets=presets,
         region_set=region_set,
+        given=given,
     )
     click.echo((out / "table.md").read_text().rstrip())
     click.echo(f"results → {out / 'results.json'}, ROC curves → {out / 'roc.png'}")

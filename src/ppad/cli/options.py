@@ -27,7 +27,7 @@ from ppad.choices import (
 from ppad.errors import SettingsError
 
 if TYPE_CHECKING:
-    from ppad.methods.presets import Preset
+    from ppad.methods.presets import ChoiceSet
 
 
 def compose(*options: Callable) -> Callable:
@@ -70,18 +70,32 @@ backbone_options = compose(
 )
 
 
-def at_least_one(ctx: click.Context, param: click.Parameter, value: int) -> int:
+def at_least_one(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
     """A count option's check at parse time, worded as ``TrainSettings`` words it."""
-    if value < 1:
+    if value is not None and value < 1:
         raise SettingsError(f"--{param.name.replace('_', '-')} must be at least 1, got {value}")
     return value
 
 
+#: the schedule options a method family's preset may set; given on the command line, they win
+SCHEDULE_CHOICES = ("shots", "epochs", "batch_size", "lr")
+
 schedule_options = compose(
-    click.option("--shots", default=64, show_default=True, callback=at_least_one, help="k normal training images."),
-    click.option("--epochs", default=100, show_default=True, callback=at_least_one),
-    click.option("--batch-size", default=16, show_default=True, callback=at_least_one),
-    click.option("--lr", default=1e-3, show_default=True, help="SGD learning rate (momentum 0.9, cosine schedule)."),
+    click.option(
+        "--shots",
+        type=int,
+        default=None,
+        callback=at_least_one,
+        help="k normal training images [64; mediclip reference 16].",
+    ),
+    click.option("--epochs", type=int, default=None, callback=at_least_one, help="[100; mediclip 50, reference 200]"),
+    click.option("--batch-size", type=int, default=None, callback=at_least_one, help="[16; mediclip 8]"),
+    click.option(
+        "--lr",
+        type=float,
+        default=None,
+        help="Learning rate [1e-3: SGD, momentum 0.9, cosine; mediclip Adam, constant].",
+    ),
     click.option(
         "--val-every",
         default=1,
@@ -144,14 +158,28 @@ preset_options = compose(
         default=None,
         help="All shots in one batch, one step per epoch (authors) [ppad: --batch-size].",
     ),
+    click.option(
+        "--causal-text/--no-causal-text",
+        default=None,
+        help="mediclip: run the CLIP text transformer with its causal mask (ppad) or without (authors).",
+    ),
 )
 
 
-def chosen_preset(preset: str, **choices) -> Preset:
-    """The named preset with every given choice (``None`` = the preset's) applied."""
+def chosen_preset(preset: str, method: str = "ppad", **choices) -> ChoiceSet:
+    """The named preset of ``method``'s family with every given choice (``None`` = the preset's)
+    applied; schedule options it has no choice for are left to ``TrainSettings``, and any other
+    choice it lacks is an error naming the method."""
+    from ppad.methods import get_method
     from ppad.methods.presets import get_preset
 
-    return get_preset(preset).overriding(**choices)
+    base = get_preset(preset, get_method(method).family)
+    given = {k: v for k, v in choices.items() if v is not None}
+    stray = [k for k in given if k not in base.choice_names() and k not in SCHEDULE_CHOICES]
+    if stray:
+        flags = ", ".join(f"--{k.replace('_', '-')}" for k in stray)
+        raise SettingsError(f"{flags} does not apply to --method {method}")
+    return base.overriding(**{k: v for k, v in given.items() if k in base.choice_names()})
 
 
 def run_dir_option(required: bool = True, help: str | None = None) -> Callable:

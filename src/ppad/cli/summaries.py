@@ -15,6 +15,14 @@ def fusion_line(weight: float) -> str:
     return f"fusion weight {weight:g} chosen on validation — {meaning}"
 
 
+def pixel_text(result: dict) -> str:
+    """For a method selected on image and pixel AUROC together (MediCLIP), what the mean was of."""
+    record = next((h for h in result.get("history", []) if h.get("epoch") == result.get("best_epoch")), {})
+    if "val_pixel_auc" not in record:
+        return ""
+    return f" = mean of image {record['val_image_auc']:.3f} and pixel {record['val_pixel_auc']:.3f}"
+
+
 def validation_text(result: dict) -> str:
     """The validation AUC of the model as saved, named for what it measured.
 
@@ -24,9 +32,9 @@ def validation_text(result: dict) -> str:
     if best is None:
         return "no validation split"
     if "fusion_weight" not in result.get("calibration", {}):
-        return f"validation AUC {best:.3f}"
+        return f"validation AUC {best:.3f}{pixel_text(result)}"
     prompt = result.get("prompt_val_auc")
-    prompt_text = f"; prompts alone {prompt:.3f}" if prompt is not None else ""
+    prompt_text = f"; prompts alone {prompt:.3f}{pixel_text(result)}" if prompt is not None else ""
     return f"validation AUC {best:.3f} (fused score{prompt_text})"
 
 

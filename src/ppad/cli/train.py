@@ -28,7 +28,12 @@ from ppad.data.resize import RESIZE_MODES
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
 @schedule_options
 @click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
-@click.option("--n-ctx", type=int, default=None, help="Learnable context vectors [method default: 16; MaPLe 2].")
+@click.option(
+    "--n-ctx",
+    type=int,
+    default=None,
+    help="Learnable context vectors [method default: 16; MaPLe 2; MediCLIP 8 per class].",
+)
 @click.option("--class-specific", is_flag=True, help="One context per class instead of a shared one.")
 @click.option("--classes", default="normal,pneumonia", show_default=True, help="normal,abnormal class words.")
 @click.option(
@@ -76,6 +81,7 @@ def command(
     prompt_init_std,
     loss,
     full_batch,
+    causal_text,
     image_size,
     resize,
     device,
@@ -87,26 +93,21 @@ def command(
     from ppad.training import TrainSettings, train_run
 
     words = tuple(word.strip() for word in classes.split(","))
+    schedule = {"shots": shots, "epochs": epochs, "batch_size": batch_size, "lr": lr}
     choices = chosen_preset(
         preset,
+        method,
         region_sides=region_sides,
         patch_rule=patch_rule,
         prompt_init_std=prompt_init_std,
         loss=loss,
         full_batch=full_batch,
         synthesis=synthesis,
+        causal_text=causal_text,
+        **schedule,
     )
-    settings = choices.settings(
-        TrainSettings(
-            shots=shots,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            validation_size=val_size,
-            val_every=val_every,
-            seed=seed,
-        )
-    )
+    given = {k: v for k, v in schedule.items() if v is not None}
+    settings = choices.settings(TrainSettings(**given, validation_size=val_size, val_every=val_every, seed=seed))
     config = choices.config(
         get_method(method),
         classes=words,

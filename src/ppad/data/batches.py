@@ -12,6 +12,17 @@ from ppad.synthesis.base import SynthesisTask
 
 
 @dataclass
+class ModelBatch:
+    """A training batch as the model and its loss take it (tensors on the model's device)."""
+
+    images: torch.Tensor  # [B, 3, S, S] normalised
+    region_index: torch.Tensor  # [B] int64
+    labels: torch.Tensor  # [B] float32
+    anomaly_masks: torch.Tensor  # [B, S, S] float32, 1 inside the synthetic anomaly
+    region_masks: torch.Tensor | None = None  # [B, R, S, S] each film's own regions (anatomical sets)
+
+
+@dataclass
 class SyntheticBatch:
     """Images in [0, 1] with a region per image; ``labels`` 1 where an anomaly was synthesised.
     ``region_masks``: each film's own region masks [B, R, S, S] (anatomical sets), else None."""
@@ -28,6 +39,15 @@ class SyntheticBatch:
     def model_masks(self, device: torch.device) -> torch.Tensor | None:
         """The films' own region masks as the model takes them, or None for fixed regions."""
         return None if self.region_masks is None else torch.from_numpy(self.region_masks).to(device, torch.float32)
+
+    def to_model(self, preprocessing: Preprocessing, device: torch.device) -> ModelBatch:
+        return ModelBatch(
+            images=self.model_input(preprocessing, device),
+            region_index=torch.from_numpy(self.region_index).to(device),
+            labels=torch.from_numpy(self.labels).to(device),
+            anomaly_masks=torch.from_numpy(self.anomaly_masks).to(device, torch.float32),
+            region_masks=self.model_masks(device),
+        )
 
 
 def synthesize_batch(

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from ppad.backbones.dual_tower import DualTowerBackbone
 from ppad.methods.base import ABNORMAL_CLASS, PromptDetector
+from ppad.methods.mediclip import MediCLIPModel
 from ppad.methods.memory import KnnModel
 
 
@@ -26,7 +27,9 @@ def is_dual_tower(model: PromptDetector) -> bool:
 
 
 def has_text(model: PromptDetector) -> bool:
-    return "" in model.regions.names and not isinstance(model, KnnModel)
+    """Whether the model scores the whole image's pooled embedding against text (not MediCLIP,
+    whose score is its own map's maximum; not the memory alone)."""
+    return "" in model.regions.names and not isinstance(model, KnnModel | MediCLIPModel)
 
 
 def has_memory(model: PromptDetector) -> bool:
@@ -35,9 +38,8 @@ def has_memory(model: PromptDetector) -> bool:
 
 def local_stage_features(backbone: DualTowerBackbone, images: torch.Tensor, stages: tuple[int, ...]) -> torch.Tensor:
     """[B, C, h, w] stage features on the finest grid; their spatial mean = the pooled, unit-norm stages."""
-    final, intermediates = backbone.image_tower.forward_intermediates(images, indices=[s for s in stages if s >= 0])
-    maps = [*intermediates, final] if -1 in stages else intermediates
-    size = maps[0].shape[-2:]
+    maps = backbone.dense_features(images, stages)
+    size = max((m.shape[-2:] for m in maps), key=lambda shape: shape[0])
     return torch.cat(
         [
             F.interpolate(m, size=size, mode="nearest") / m.mean(dim=(2, 3)).norm(dim=1)[:, None, None, None]
@@ -58,6 +60,11 @@ def text_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
     direction = text[ABNORMAL_CLASS] - text[1 - ABNORMAL_CLASS]
     norm = embedding.mean(dim=(2, 3)).norm(dim=1)[:, None, None]
     return backbone.logit_scale * torch.einsum("bdhw,d->bhw", embedding, direction) / norm
+
+
+def mediclip_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
+    """[B, S, S] MediCLIP's own map: each pixel's abnormal probability, the image score its maximum."""
+    return model.anomaly_map(images)
 
 
 def memory_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:

@@ -19,10 +19,11 @@ from ppad.methods.base import PromptDetector
 if TYPE_CHECKING:
     from ppad.lungs import LungFields
 
-#: What ``auto`` picks: the first that applies, best first by pixel AUC against the NIH boxes
-#: with cxr-lite, whole-film maps (memory 0.705, sweep 0.582, text 0.537, gradient 0.518; centre
-#: prior 0.830). Restricted to the lung fields, memory stays first (0.832; the README's table).
-AUTO_ORDER = ("memory", "sweep", "text", "gradient")
+#: What ``auto`` picks: the first that applies. A MediCLIP run's own map (what it was trained to
+#: draw and its score is the maximum of); then best first by pixel AUC against the NIH boxes with
+#: cxr-lite, whole-film maps (memory 0.705, sweep 0.582, text 0.537, gradient 0.518; centre prior
+#: 0.830). Restricted to the lung fields, memory stays first (0.832; the README's table).
+AUTO_ORDER = ("mediclip", "memory", "sweep", "text", "gradient")
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,13 @@ class MapMethod:
 MAP_METHODS: dict[str, MapMethod] = {
     m.name: m
     for m in (
+        MapMethod(
+            "mediclip",
+            "MediCLIP: each pixel's abnormal probability from the adapted patch features (its score is the maximum)",
+            dense.mediclip_map,
+            lambda model: hasattr(model, "anomaly_map"),
+            "bright = the pixel's probability of 'abnormal' against 'normal' (0-1)",
+        ),
         MapMethod(
             "text",
             "dual tower: each location's share of the whole-image abnormal log-odds (exact CAM)",

@@ -2,6 +2,7 @@
 
 from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.methods.maple import MaPLeConfig, MaPLeModel
+from ppad.methods.mediclip import MediCLIPConfig, MediCLIPModel
 from ppad.methods.ppad import PPADConfig, PPADModel
 from ppad.methods.presets import PRESETS, Preset, get_preset
 from ppad.methods.registry import METHODS, Method, get_method
@@ -13,6 +14,8 @@ __all__ = [
     "DetectorConfig",
     "MaPLeConfig",
     "MaPLeModel",
+    "MediCLIPConfig",
+    "MediCLIPModel",
     "Method",
     "PPADConfig",
     "PPADModel",

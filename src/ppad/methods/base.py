@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from sklearn.metrics import roc_auc_score
 from torch import nn
 
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.backbones.protocol import Backbone
+from ppad.data.batches import SyntheticBatch
 from ppad.errors import SettingsError
 from ppad.lungs.frames import shipped_frame_lung_fields
 from ppad.regions import get_region_set
@@ -56,10 +58,7 @@ class DetectorConfig:
         unknown = set(data) - known
         if unknown:
             raise ValueError(f"unknown {cls.__name__} settings: {', '.join(sorted(unknown))}")
-        values = dict(data)
-        if "classes" in values:
-            values["classes"] = tuple(values["classes"])
-        return cls(**values)
+        return cls(**{key: tuple(value) if isinstance(value, list) else value for key, value in data.items()})
 
 
 class PromptDetector(nn.Module):
@@ -67,6 +66,8 @@ class PromptDetector(nn.Module):
 
     #: State entries whose size depends on the data (a memory bank), resized on load.
     resizable_state: tuple[str, ...] = ()
+    #: The training losses (:data:`ppad.training.losses.LOSSES` names) this method learns from.
+    losses: tuple[str, ...] = ("softmax-bce", "two-sigmoid")
 
     def __init__(self, backbone: Backbone, config: DetectorConfig) -> None:
         super().__init__()
@@ -158,6 +159,14 @@ class PromptDetector(nn.Module):
     def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, progress: bool = False) -> dict:
         """Called with the validation split after training; returns what it set (default: nothing)."""
         return {}
+
+    def validation_metrics(self, validation: SyntheticBatch, batch_size: int = 32, progress: bool = False) -> dict:
+        """Numbers on the validation split (held-out normals + synthetic anomalies); ``val_auc`` is
+        what selects the epoch (default: image AUROC of the final score)."""
+        from ppad.scoring.scorer import predict_views  # scoring imports methods
+
+        views = predict_views(self, validation.images, batch_size, progress, "validating")
+        return {"val_auc": float(roc_auc_score(validation.labels, self.aggregate(views)))}
 
     def aggregate(self, views: np.ndarray) -> np.ndarray:
         """[N, V] view probabilities → [N] final scores, in float64 (:meth:`score_views`)."""
@@ -271,6 +280,14 @@ class PromptDetector(nn.Module):
     def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         """[B, R] abnormal probability of every image at every view (``masks``: per-film region masks)."""
         return self.probabilities_of(self.view_features(images, masks=masks))
+
+    def views_and_memory(self, images: torch.Tensor, masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """([B, R] view probabilities, [B, F] memory features) for a memory-fused variant: the
+        unprompted image goes through the tower once for both (the plain views' features and the
+        memory's descriptor). ``masks``: per-film region masks (segmented when needed and not given)."""
+        masks = self.film_masks(images, masks)
+        plain, memory = self.backbone.encode_image_and_memory(images, self.memory_pool(masks))
+        return self.probabilities_of(self.view_features(images, plain, masks)), memory
 
     def probabilities_of(self, features: torch.Tensor) -> torch.Tensor:
         """[B, R, D] image features at every view → [B, R] abnormal probabilities."""

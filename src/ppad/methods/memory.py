@@ -134,11 +134,8 @@ class MemoryFusion:
         return True
 
     def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        """The prompt method's views, then the memory's; the unprompted image goes through the tower
-        once for both (the plain views' features and the memory's descriptor)."""
-        masks = self.film_masks(images, masks)
-        plain, memory = self.backbone.encode_image_and_memory(images, self.memory_pool(masks))
-        prompt_views = self.probabilities_of(self.view_features(images, plain, masks))
+        """The prompt method's views, then the memory's (:meth:`PromptDetector.views_and_memory`)."""
+        prompt_views, memory = self.views_and_memory(images, masks)
         return torch.cat([prompt_views, self.memory.probability(memory)[:, None]], dim=1)
 
     def score_views(self, views: torch.Tensor) -> torch.Tensor:

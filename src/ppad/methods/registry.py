@@ -9,6 +9,7 @@ from ppad.backbones.protocol import Backbone
 from ppad.errors import UnknownNameError
 from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.methods.maple import MaPLeConfig, MaPLeModel
+from ppad.methods.mediclip import MediCLIPConfig, MediCLIPModel
 from ppad.methods.memory import KnnConfig, KnnModel, with_memory
 from ppad.methods.ppad import PPADConfig, PPADModel
 from ppad.methods.zeroshot import ZeroShotConfig, ZeroShotModel
@@ -20,6 +21,7 @@ class Method:
     model: type[PromptDetector]
     defaults: DetectorConfig
     summary: str
+    family: str = "prompt"  # whose presets train it (:data:`ppad.methods.presets.FAMILIES`)
 
     def config(self, **overrides: Any) -> DetectorConfig:
         """The defaults with every override that this method has a setting for (``None`` = keep)."""
@@ -39,11 +41,18 @@ PROMPT_METHODS = (
     Method("coop", PPADModel, PPADConfig(region_set="whole", image_prompt=False), "learnable text context only (CoOp)"),
     Method("maple", MaPLeModel, MaPLeConfig(), "deep text + coupled vision prompts (MaPLe)"),
     Method("zeroshot", ZeroShotModel, ZeroShotConfig(), "no training: normal vs abnormal prompt (CheXzero)"),
+    Method(
+        "mediclip",
+        MediCLIPModel,
+        MediCLIPConfig(),
+        "adapters on patch features + class prompts, trained pixel by pixel (MediCLIP)",
+        family="mediclip",
+    ),
 )
 MEMORY_METHODS = (
     Method("knn", KnnModel, KnnConfig(), "few-shot visual memory: distance to the nearest support normal"),
     *(
-        Method(f"{m.name}+knn", with_memory(m.model), m.defaults, f"{m.name} fused with the few-shot memory")
+        Method(f"{m.name}+knn", with_memory(m.model), m.defaults, f"{m.name} fused with the few-shot memory", m.family)
         for m in PROMPT_METHODS
     ),
 )

@@ -12,7 +12,7 @@ import numpy as np
 
 from ppad.errors import UnknownNameError
 from ppad.synthesis.base import SynthesisResult, SynthesisTask, sample_pixel
-from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, RadialDeformation
+from ppad.synthesis.mediclip import GaussianIntensityChange, Identity, Mixture, RadialDeformation, SecondSite
 from ppad.synthesis.patches import AnatPaste, CutPaste, ForeignPatchBlend, segmented_lungs
 from ppad.synthesis.poisson import poisson_blend
 from ppad.synthesis.sas import PAPER_GAMMA_WEIGHTS, StructurePreservingSynthesis, boundary_distance, gamma_map
@@ -20,6 +20,9 @@ from ppad.synthesis.shapes import ReferenceScribble, RegionBlob
 
 Sources = np.ndarray | None
 MEDICLIP_TASKS = ("cutpaste-support", "gaussian-intensity", "source", "sink")
+#: what the MediCLIP method trains on (its authors' code): one of these (p = 0.25 each) in a region,
+#: and with p = 0.5 a second draw in the same region
+MEDICLIP_TRAINING_TASKS = ("cutpaste-support", "gaussian-intensity", "source", "identity")
 
 SYNTHESIS_TASKS: dict[str, Callable[[Sources], SynthesisTask]] = {
     "sas": lambda sources: StructurePreservingSynthesis(),
@@ -39,6 +42,9 @@ SYNTHESIS_TASKS: dict[str, Callable[[Sources], SynthesisTask]] = {
     "mediclip": lambda sources: Mixture(
         tuple(get_synthesis(name, sources) for name in MEDICLIP_TASKS), name="mediclip"
     ),
+    "mediclip-train": lambda sources: SecondSite(
+        Mixture(tuple(get_synthesis(name, sources) for name in MEDICLIP_TRAINING_TASKS)), name="mediclip-train"
+    ),
 }
 
 
@@ -53,6 +59,7 @@ def get_synthesis(name: str, sources: Sources = None) -> SynthesisTask:
 
 __all__ = [
     "MEDICLIP_TASKS",
+    "MEDICLIP_TRAINING_TASKS",
     "PAPER_GAMMA_WEIGHTS",
     "SYNTHESIS_TASKS",
     "AnatPaste",
@@ -64,6 +71,7 @@ __all__ = [
     "RadialDeformation",
     "ReferenceScribble",
     "RegionBlob",
+    "SecondSite",
     "StructurePreservingSynthesis",
     "SynthesisResult",
     "SynthesisTask",

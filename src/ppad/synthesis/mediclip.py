@@ -89,3 +89,20 @@ class Mixture:
         result = task(image, region, rng)
         result.params["task"] = task.name
         return result
+
+
+@dataclass(frozen=True)
+class SecondSite:
+    """``task``, then with probability ``p`` once more at a second site of the same region, on the
+    first result (MediCLIP's training draw); the masks are joined."""
+
+    task: SynthesisTask
+    p: float = 0.5
+    name: str = "second-site"
+
+    def __call__(self, image: np.ndarray, region: np.ndarray, rng: np.random.Generator) -> SynthesisResult:
+        first = self.task(image, region, rng)
+        if rng.random() >= self.p:
+            return first
+        second = self.task(first.image, region, rng)
+        return SynthesisResult(second.image, first.mask | second.mask, {"first": first.params, "second": second.params})

@@ -1,16 +1,14 @@
-"""The prompt-learning loop: SGD + cosine schedule, BCE on synthetic anomalies, model selection
-on the validation split, atomic resumable checkpoints."""
+"""The prompt-learning loop: SGD + cosine schedule (or Adam), a loss on synthetic anomalies
+(:mod:`ppad.training.losses`), model selection on the validation split, atomic resumable
+checkpoints."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
-from sklearn.metrics import roc_auc_score
 from tqdm.auto import tqdm
 
 from ppad.data.batches import SyntheticBatch, synthesize_batch
@@ -18,39 +16,12 @@ from ppad.errors import SettingsError
 from ppad.methods.base import PromptDetector
 from ppad.methods.memory import MemoryFusion
 from ppad.runs import PROMPT_FILES, RunFolder, TrainState
-from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
+from ppad.training.losses import LOSSES
+
+ADAM_BETAS = (0.5, 0.999)  # MediCLIP's
 
 log = logging.getLogger("ppad")
-
-
-def softmax_bce(
-    model: PromptDetector,
-    images: torch.Tensor,
-    regions: torch.Tensor,
-    labels: torch.Tensor,
-    masks: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """BCE on the abnormal softmax probability (ppad): one sigmoid of the logit difference."""
-    return F.binary_cross_entropy_with_logits(model(images, regions, masks), labels)
-
-
-def two_sigmoid_bce(
-    model: PromptDetector,
-    images: torch.Tensor,
-    regions: torch.Tensor,
-    labels: torch.Tensor,
-    masks: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """BCE on each scaled cosine logit on its own, targets (1 − y, y), averaged over the 2B terms
-    (the authors' code); scoring still takes the softmax."""
-    targets = torch.stack([1 - labels, labels], dim=1)
-    return F.binary_cross_entropy_with_logits(model.class_logits(images, regions, masks), targets)
-
-
-#: (model, images, view indices, labels, per-film region masks or None) → loss
-Loss = Callable[..., torch.Tensor]
-LOSSES: dict[str, Loss] = {"softmax-bce": softmax_bce, "two-sigmoid": two_sigmoid_bce}
 
 
 @dataclass(frozen=True)
@@ -59,6 +30,8 @@ class TrainSettings:
 
     ``loss``: a :data:`LOSSES` name. ``full_batch``: one batch of all shots per epoch (the
     authors' code) instead of ``batch_size``, which still batches validation and scoring.
+    ``optimizer``: ``"sgd"`` (momentum, cosine schedule) or ``"adam"`` (betas (0.5, 0.999), a
+    constant rate: MediCLIP's).
     """
 
     shots: int = 64
@@ -74,6 +47,7 @@ class TrainSettings:
     val_every: int = 1  # validate every n-th epoch (and the last); the image prompt makes it costly
     loss: str = "softmax-bce"
     full_batch: bool = False
+    optimizer: str = "sgd"
 
     def __post_init__(self) -> None:
         for name in ("shots", "epochs", "batch_size", "val_every"):
@@ -81,14 +55,34 @@ class TrainSettings:
                 raise SettingsError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(self, name)}")
         if self.loss not in LOSSES:
             raise SettingsError(f"unknown loss {self.loss!r}; known: {', '.join(LOSSES)}")
+        if self.optimizer not in OPTIMIZERS:
+            raise SettingsError(f"unknown optimizer {self.optimizer!r}; known: {', '.join(OPTIMIZERS)}")
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def _validation_auc(model: PromptDetector, validation: SyntheticBatch, batch_size: int, progress: bool) -> float:
-    views = predict_views(model, validation.images, batch_size, progress, "validating")
-    return float(roc_auc_score(validation.labels, model.aggregate(views)))
+def _sgd(parameters: list[torch.nn.Parameter], settings: TrainSettings):
+    optimizer = torch.optim.SGD(
+        parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+    )
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+
+
+def _adam(parameters: list[torch.nn.Parameter], settings: TrainSettings):
+    optimizer = torch.optim.Adam(parameters, lr=settings.lr, betas=ADAM_BETAS, weight_decay=settings.weight_decay)
+    return optimizer, torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+
+
+#: name → (parameters, settings) → (optimiser, per-epoch scheduler)
+OPTIMIZERS = {"sgd": _sgd, "adam": _adam}
+
+
+def _validation_metrics(
+    model: PromptDetector, validation: SyntheticBatch, batch_size: int, progress: bool
+) -> dict[str, float]:
+    """The model's own validation numbers; ``val_auc`` among them is what picks the epoch."""
+    return model.validation_metrics(validation, batch_size, progress)
 
 
 def validation_label(model: PromptDetector) -> str:
@@ -109,10 +103,7 @@ def _train_epoch(model, optimizer, support, task, region_masks, rng, settings: T
         chosen = order[first : first + size]
         films_masks = region_masks[chosen] if region_masks.ndim == 4 else region_masks
         batch = synthesize_batch(support[chosen], films_masks, task, rng, settings.p_anomaly)
-        images = batch.model_input(model.preprocessing, model.device)
-        regions = torch.from_numpy(batch.region_index).to(model.device)
-        labels = torch.from_numpy(batch.labels).to(model.device)
-        loss = loss_of(model, images, regions, labels, batch.model_masks(model.device))
+        loss = loss_of(model, batch.to_model(model.preprocessing, model.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -136,15 +127,16 @@ def fit(
     model.prepare(support, settings.batch_size, progress)
     if not model.trainable:  # zero-shot, knn: nothing to learn; calibrated and validated once
         calibration = _calibrate(model, validation, settings.batch_size, progress)
-        val_auc = _validation_auc(model, validation, settings.batch_size, progress) if validation is not None else None
+        validated = (
+            _validation_metrics(model, validation, settings.batch_size, progress) if validation is not None else {}
+        )
         for kind in PROMPT_FILES:
             run.save_prompts(model, kind)
-        return {"history": [], "best_epoch": 0, "best_val_auc": val_auc, "calibration": calibration}
+        return {"history": [], "best_epoch": 0, "best_val_auc": validated.get("val_auc"), "calibration": calibration}
+    if settings.loss not in model.losses:
+        raise SettingsError(f"loss {settings.loss!r} does not train this method; it takes: {', '.join(model.losses)}")
     parameters = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        parameters, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
+    optimizer, scheduler = OPTIMIZERS[settings.optimizer](parameters, settings)
     state = run.load_state() or TrainState({}, {}, {}, 0, [], {"epoch": 0, "val_auc": None, "prompts": {}})
     if state.epoch:
         log.info("resuming %s at epoch %d of %d", run.root, state.epoch + 1, settings.epochs)
@@ -174,7 +166,7 @@ def fit(
         model.eval()
         validate = validation is not None and ((epoch + 1) % settings.val_every == 0 or epoch + 1 == settings.epochs)
         if validate:
-            record["val_auc"] = _validation_auc(model, validation, settings.batch_size, progress)
+            record.update(_validation_metrics(model, validation, settings.batch_size, progress))
         state.history.append(record)
         best = state.best
         if validation is None or (validate and (best["val_auc"] is None or record["val_auc"] > best["val_auc"])):
