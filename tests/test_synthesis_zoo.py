@@ -26,6 +26,7 @@ def chest():
 
 
 WHOLE = np.ones((SIZE, SIZE), dtype=bool)
+MAY_CHANGE_NOTHING = {"identity", "mediclip-train"}  # the latter draws identity a quarter of the time
 
 
 @pytest.mark.parametrize("name", list(SYNTHESIS_TASKS))
@@ -39,7 +40,7 @@ def test_every_task_is_seeded_stays_in_range_and_changes_only_its_mask(chest, na
     assert np.array_equal(a.image, b.image) and np.array_equal(a.mask, b.mask)
     assert a.image.dtype == np.float32 and a.image.min() >= 0 and a.image.max() <= 1
     np.testing.assert_array_equal(a.image[~a.mask], image[~a.mask])
-    if name != "identity":
+    if name not in MAY_CHANGE_NOTHING:
         assert a.mask.any() and not np.array_equal(a.image, image)
 
 
