@@ -26,9 +26,9 @@ from ppad.backbones import load_backbone
 from ppad.data import discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
 from ppad.methods import get_method
+from ppad.methods.inference import predict_views
 from ppad.pretraining import read_films
 from ppad.regions import LUNG_REGIONS, PPAD_REGIONS
-from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
 
 SEEDS = range(5)

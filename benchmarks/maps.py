@@ -19,8 +19,8 @@ from ppad.backbones import load_backbone
 from ppad.data.synthetic import chest_like
 from ppad.maps import anomaly_maps, applicable_map_methods
 from ppad.methods import get_method
+from ppad.methods.inference import predict_views
 from ppad.runs import load_run
-from ppad.scoring import predict_views
 
 
 def rate(work, n: int) -> float:

@@ -55,7 +55,7 @@ def measure(backbone, index, shots: int, repeats: int) -> str:
     kept = seconds(lambda: model.validation_metrics(validation, settings.batch_size), repeats)
 
     def recomputed() -> None:
-        model.forget_validation_features()
+        model.validation_features.clear()
         model.validation_metrics(validation, settings.batch_size)
 
     fresh = seconds(recomputed, repeats)

@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from ppad.backbones import DualTowerBackbone, DualTowerSpec
+from ppad.pretraining.data import _front, _sentence_embeddings, _with_tail, augmentation
 from ppad.pretraining.losses import cxr_clip_loss
-from ppad.pretraining.pretrain import _front, _sentence_embeddings, _with_tail, augmentation
 from ppad.pretraining.texts import text_pool
 
 

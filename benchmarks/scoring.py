@@ -16,7 +16,7 @@ import torch
 
 from ppad.backbones import load_backbone
 from ppad.methods import PPADModel
-from ppad.scoring import predict_views
+from ppad.methods.inference import predict_views
 
 
 def one_view_at_a_time(model: PPADModel, images: np.ndarray) -> np.ndarray:

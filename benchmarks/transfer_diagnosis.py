@@ -34,7 +34,7 @@ from ppad.backbones import DualTowerBackbone, load_backbone
 from ppad.data import discover, draw_few_shot, load_images
 from ppad.data.batches import validation_batch
 from ppad.pretraining import read_films
-from ppad.pretraining.pretrain import _head_inputs
+from ppad.pretraining.data import _head_inputs
 from ppad.regions import PPAD_REGIONS
 from ppad.synthesis import get_synthesis
 

@@ -16,7 +16,7 @@ import torch
 from ppad.backbones import load_backbone
 from ppad.data import load_images
 from ppad.pretraining import read_films, zero_shot_auc
-from ppad.pretraining.pretrain import _head_inputs, _val_label
+from ppad.pretraining.data import _head_inputs, _val_label
 
 
 def main() -> None:

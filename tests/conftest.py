@@ -71,3 +71,11 @@ def run_ppad(*args, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The ``ppad`` command as a user runs it: a subprocess, arguments as strings."""
     command = [sys.executable, "-m", "ppad.cli.main", *map(str, args)]
     return subprocess.run(command, capture_output=True, text=True, timeout=900, cwd=cwd)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that skips without the real films (``needs_zhanglab``, ``needs_nih``, any skip naming a
+    path under ``SHARED_DATA``) is also marked ``real_films``: ``pytest -m "not real_films"`` is the fast subset."""
+    for item in items:
+        if any(str(SHARED_DATA) in str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")):
+            item.add_marker(pytest.mark.real_films)

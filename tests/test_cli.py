@@ -106,7 +106,7 @@ def test_train_score_evaluate_with_an_openai_format_vit_b32(demo_data, tmp_path)
 
 
 def test_demo_runs_offline_and_detects(tmp_path):
-    """The README's first command, as a user runs it: a subprocess on the shipped backbone."""
+    """The README's set-up command (`ppad demo`), as a user runs it: a subprocess on the shipped backbone."""
     command = [
         sys.executable,
         "-m",

@@ -122,7 +122,7 @@ def test_images_above_the_pixel_limit_are_refused_without_a_raw_warning(tmp_path
         warnings.simplefilter("error")
         assert read_image(tmp_path / "big.png").shape == (40, 50)
     Image.fromarray(np.zeros((60, 60), dtype=np.uint8)).save(tmp_path / "bomb.png")
-    with pytest.raises(ImageReadError, match=r"bomb\.png: refused by the image decoder as too large"):
+    with pytest.raises(ImageReadError, match=r"bomb\.png: has 60×60 = 3,600 pixels, more than 3,000$"):
         read_image(tmp_path / "bomb.png")
 
 

@@ -149,7 +149,8 @@ def test_every_other_method_scores_on_cxr_lite(cxr_lite):
 def test_shipped_backbone_reproduces_its_recorded_zero_shot_on_nih_val(name):
     from ppad.data import load_images
     from ppad.pretraining import read_films
-    from ppad.pretraining.pretrain import _head_inputs, zero_shot_auc
+    from ppad.pretraining.data import _head_inputs
+    from ppad.pretraining.selection import zero_shot_auc
 
     backbone = load_backbone(name)
     films = [f for f in read_films(NIH) if f.split == "val"]

@@ -1,4 +1,4 @@
-"""The error boundary, input by input: the README's table of bad inputs, each checked here.
+"""The error boundary, input by input: the table of bad inputs (docs/cli.md), each checked here.
 
 A user error prints one line naming the file or option and exits 2; a bug keeps its traceback.
 """

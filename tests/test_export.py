@@ -108,7 +108,7 @@ def test_scoring_with_an_export_needs_no_torch(backbone, rng, tmp_path, region_s
         from ppad.scoring.archive import Provenance, score_archive
         from ppad.scoring.rows import csv_columns
         scorer = OnnxScorer(Path({str(out)!r}))
-        provenance = Provenance.of(Path({str(out)!r}), Path({str(out)!r}), "onnx", csv_columns(scorer.view_names))
+        provenance = Provenance.of(Path({str(out)!r}), Path({str(out)!r}), "onnx", csv_columns(scorer.view_names, scorer.lung_fields is not None))
         paths = [Path(p) for p in {[str(f) for f in films]!r}]
         score_archive(scorer, paths, Path({str(tmp_path / "no-torch.csv")!r}), provenance, progress=False)
         assert "torch" not in sys.modules
@@ -198,8 +198,9 @@ def test_score_needs_exactly_one_of_run_and_onnx(tmp_path):
 
 
 def test_the_readme_example_scores_without_ppad_or_torch(backbone, rng, tmp_path):
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    example = readme.split("<!-- onnx-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
+    """The example of the deployment page (docs/deployment.md), run with ppad and PyTorch blocked."""
+    page = (Path(__file__).resolve().parents[1] / "docs" / "deployment.md").read_text()
+    example = page.split("<!-- onnx-example -->\n```python\n", 1)[1].split("\n```", 1)[0]
     assert len(example.splitlines()) <= 30
     (tmp_path / "example.py").write_text(example)
     model = trained("ppad", backbone, rng)

@@ -8,7 +8,7 @@ import torch
 
 from ppad.backbones import FeatureCache, load_backbone
 from ppad.methods import get_method
-from ppad.scoring.scorer import predict_views
+from ppad.methods.inference import predict_views
 
 
 @pytest.fixture

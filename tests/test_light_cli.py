@@ -120,16 +120,22 @@ def exported_knn(tmp_path_factory) -> tuple[Path, list[Path]]:
 def test_score_onnx_runs_without_torch_and_says_when_it_resumes(exported_knn, tmp_path):
     model, films = exported_knn
     out = tmp_path / "scores.csv"
-    done = ppad_without_torch("score", "--onnx", model, *films[:5], "--out", out, "--quiet")
+    done = ppad_without_torch("score", "--onnx", model, *films, "--out", out, "--quiet")
     assert done.returncode == 0, done.stderr
-    assert "scored 5 images (0 unreadable)" in done.stdout and "resuming" not in done.stderr
+    assert "scored 8 images (0 unreadable)" in done.stdout and "resuming" not in done.stderr
+    finished = out.read_bytes()
+    out.write_bytes(b"".join(finished.splitlines(keepends=True)[:6]))  # as a kill after 5 rows leaves it
     done = ppad_without_torch("score", "--onnx", model, *films, "--out", out, "--quiet")
     assert done.returncode == 0, done.stderr
     assert f"resuming {out}: 5 of 8 films already scored" in done.stderr
+    assert out.read_bytes() == finished
     with open(out, newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["path"] for row in rows] == [str(film) for film in films]
     assert all(0 <= float(row["score"]) <= 1 and not row["error"] for row in rows)
+    done = ppad_without_torch("score", "--onnx", model, *films[:5], "--out", out)  # another call: never appended
+    assert "holds the scores of another call (8 other inputs)" in error_line(done)
+    assert out.read_bytes() == finished
 
 
 @needs_zhanglab

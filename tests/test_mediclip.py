@@ -19,9 +19,9 @@ from ppad.export.runtime import sidecar_path
 from ppad.maps import anomaly_maps, applicable_map_methods
 from ppad.maps.registry import resolve_map_method
 from ppad.methods import MediCLIPConfig, get_method
+from ppad.methods.inference import predict_views
 from ppad.methods.presets import MEDICLIP_PPAD, MEDICLIP_REFERENCE, PPAD
 from ppad.prompts.text import ClassWordsTextPrompt
-from ppad.scoring.scorer import predict_views
 from ppad.synthesis import get_synthesis
 from ppad.training.losses import dice_loss, focal_dice, focal_loss
 from tests.conftest import NIH, needs_zhanglab, zhanglab_manifest

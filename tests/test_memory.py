@@ -14,9 +14,9 @@ from sklearn.metrics import roc_auc_score
 from ppad.bench import run_bench
 from ppad.data import discover, load_images
 from ppad.methods import get_method
+from ppad.methods.inference import predict_views
 from ppad.methods.memory import FUSION_WEIGHTS, NORMAL_QUANTILE
 from ppad.runs import PROMPT_FILES, load_run
-from ppad.scoring import predict_views
 from ppad.training import TrainSettings, train_run
 
 SMALL = TrainSettings(shots=8, epochs=2, batch_size=4, validation_size=6, seed=2)

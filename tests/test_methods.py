@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ppad.methods import METHODS, MaPLeModel, ZeroShotConfig, get_method
-from ppad.scoring import predict_views
+from ppad.methods.inference import predict_views
 
 
 @pytest.fixture

@@ -185,7 +185,7 @@ def test_a_covid_label_is_read_and_turned_into_its_own_texts(tmp_path):
 
 
 def test_epoch_draws_each_table_by_its_weight():
-    from ppad.pretraining.pretrain import epoch_order
+    from ppad.pretraining.loop import epoch_order
 
     sources = torch.tensor([0] * 10 + [1] * 40)
     order = epoch_order(sources, [2.0, 0.25], np.random.default_rng(0))
@@ -198,7 +198,8 @@ def test_epoch_draws_each_table_by_its_weight():
 def test_a_pretraining_epoch_moves_the_tail_and_nothing_frozen(tmp_path):
     from ppad.backbones import DualTowerBackbone, DualTowerSpec
     from ppad.pretraining import PretrainSettings
-    from ppad.pretraining.pretrain import Cache, _train
+    from ppad.pretraining.data import Cache
+    from ppad.pretraining.loop import _train
 
     backbone = DualTowerBackbone(DualTowerSpec(trained_stages=1))
     torch.manual_seed(0)

@@ -37,5 +37,5 @@ def test_patch_masks_use_majority_coverage(backbone):
 def test_regions_are_validated_and_found_by_name():
     with pytest.raises(ValueError):
         Region("bad", top=0.6, bottom=0.4)
-    with pytest.raises(KeyError, match="known: lungs, ppad, whole"):
+    with pytest.raises(KeyError, match="known: lung-fields, lungs, ppad, whole"):
         get_region_set("nope")

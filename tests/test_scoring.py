@@ -5,8 +5,9 @@ import pytest
 import torch
 
 from ppad.methods import PPADConfig, PPADModel
+from ppad.methods.inference import predict_views
 from ppad.metrics import bootstrap_auc_ci, classification_metrics
-from ppad.scoring import aggregate_views, predict_views
+from ppad.scoring import aggregate_views
 
 
 def test_rule_takes_the_max_only_above_eta():

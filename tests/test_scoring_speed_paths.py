@@ -9,7 +9,7 @@ import torch
 
 from ppad.backbones.dual_tower import DualTowerBackbone
 from ppad.methods import get_method
-from ppad.scoring import predict_views
+from ppad.methods.inference import predict_views
 
 
 def _prompted_model(backbone, method: str):

@@ -32,7 +32,7 @@ from ppad.data import discover, read_image
 from ppad.data.readers import ImageReadError, ImageTooLargeError, read_image_bytes
 from ppad.errors import PpadError
 from ppad.methods import PPADConfig
-from ppad.scoring import predict_views
+from ppad.methods.inference import predict_views
 from ppad.training import TrainSettings, train_run
 from tests.test_data import RAMP, write_dicom
 

@@ -13,8 +13,8 @@ from ppad.backbones import get_architecture, load_backbone, save_openai_state_di
 from ppad.data import discover, load_images
 from ppad.data.batches import validation_batch
 from ppad.methods import PPADConfig, PPADModel
+from ppad.methods.inference import predict_views
 from ppad.runs import PROMPT_FILES, BackboneMismatchError, RunConflictError, RunFolder, load_run
-from ppad.scoring import predict_views
 from ppad.synthesis import get_synthesis
 from ppad.training import TrainSettings, train_run
 

@@ -1,4 +1,4 @@
-"""Small file helpers shared by every stage: atomic writes, JSON, output file names."""
+"""Small file helpers shared by every stage: atomic writes, JSON, the cache folder."""
 
 from __future__ import annotations
 
@@ -44,17 +44,3 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 def read_json(path: str | Path) -> Any:
     return json.loads(Path(path).read_text())
-
-
-def unique_stems(paths: list[Path]) -> dict[Path, str]:
-    """A file stem per path; repeated stems get ``-2``, ``-3``… in input order."""
-    used: set[str] = set()
-    stems = {}
-    for path in paths:
-        stem, n = path.stem, 1
-        while stem in used:
-            n += 1
-            stem = f"{path.stem}-{n}"
-        used.add(stem)
-        stems[path] = stem
-    return stems

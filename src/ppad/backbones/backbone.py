@@ -18,7 +18,7 @@ from torch import nn
 
 from ppad.backbones.architectures import Architecture
 from ppad.errors import SettingsError
-from ppad.regions import PATCH_RULES
+from ppad.regions.regions import PATCH_RULES
 
 
 def weights_fingerprint(module: nn.Module) -> str:

@@ -84,6 +84,11 @@ class FeatureCache(nn.Module):
         sizes = [shape.numel() for shape in shapes]
         return [part.reshape(len(rows), *shape) for part, shape in zip(rows.split(sizes, dim=1), shapes)]
 
+    def clear(self) -> None:
+        """Forget every stored output (the counts stay)."""
+        self._store.clear()
+        self.stored_bytes = 0
+
     def stats(self) -> dict[str, int]:
         return {"hits": self.hits, "misses": self.misses, "entries": len(self._store), "bytes": self.stored_bytes}
 

@@ -46,6 +46,9 @@ def command(
     """Metrics on the test split (files the run trained or validated on are left out)."""
     if data is None and boxes is None:
         raise SettingsError("give --data (a labelled test split), --boxes (a boxes CSV) or both")
+    from ppad.outputs import writable_folder
+
+    writable_folder(out or Path(run_dir) / "evaluation", "--out")
     from ppad.maps import applicable_map_methods
     from ppad.runs import RunFolder
     from ppad.scoring import evaluate_run, format_metrics
@@ -63,6 +66,10 @@ def command(
             click.echo(f"left out {len(result.excluded)} test images the run trained or validated on")
         click.echo(f"metrics → {files['metrics']}")
         click.echo(f"figures → {', '.join(str(path) for path in files['figures'].values())}")
+        unreadable = result.report.failures
+        for failure in unreadable:
+            click.echo(f"skipped: {failure}", err=True)
+        click.echo(f"evaluated {len(result.report.paths)} test images ({len(unreadable)} unreadable)")
     if boxes is not None:
         names = list(map_methods) or [DEFAULT_MAP_METHOD]
         if "all" in names:

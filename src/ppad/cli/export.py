@@ -19,6 +19,9 @@ def command(run_dir, backbone, checkpoint, export_format, out) -> None:
     The graph takes resized films [B, S, S] in [0, 1] (any B) and returns every view's abnormal
     probability and the final score; OUT.json beside it records the resize, the views and the
     measured parity. Score with it: ppad score --onnx OUT FILES."""
+    from ppad.outputs import writable_file
+
+    writable_file(out, "--out")
     from ppad.export.onnx import PARITY_TOLERANCE, export_run
 
     parity = export_run(run_dir, out, checkpoint, backbone)

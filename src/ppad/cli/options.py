@@ -18,6 +18,7 @@ from ppad.choices import (
     DEFAULT_BACKBONE,
     DEFAULT_MAP_METHOD,
     LOSS_NAMES,
+    MAP_AUTO_ORDER,
     MAP_METHOD_NAMES,
     PATCH_RULE_NAMES,
     PRESET_NAMES,
@@ -201,7 +202,7 @@ map_method_option = click.option(
     type=click.Choice([DEFAULT_MAP_METHOD, *MAP_METHOD_NAMES]),
     default=DEFAULT_MAP_METHOD,
     show_default=True,
-    help="Anomaly map: 'auto' takes the best that applies to the run's method (memory, sweep, text, gradient).",
+    help=f"Anomaly map: 'auto' takes the first that applies to the run's method ({', '.join(MAP_AUTO_ORDER)}).",
 )
 map_lungs_option = click.option(
     "--map-lungs/--no-map-lungs",

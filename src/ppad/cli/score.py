@@ -3,7 +3,7 @@ need it: streamed, appended as produced, resumable; unreadable files never stop 
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,31 +27,70 @@ if TYPE_CHECKING:
 EMPTY_LIST = "holds no films (a 'path' header and no rows)"
 
 
-def expand_inputs(inputs: tuple[Path, ...]) -> tuple[list[Path], list[ImageReadError]]:
-    """Files as given, folders expanded, ``.csv`` lists read; a missing path, an image-less
-    folder or an empty list is a failure of its own."""
+@dataclass
+class FilmInputs:
+    """A call's inputs: the films (each once, in order), the inputs that failed, the films given again."""
+
+    paths: list[Path]
+    failures: list[ImageReadError]
+    repeated: list[Path]
+
+
+def expand_inputs(inputs: tuple[Path, ...]) -> FilmInputs:
+    """Files as given, folders expanded, ``.csv`` lists read; a missing path, an image-less folder or an
+    empty list is a failure of its own. A film reached twice (given, and inside a given folder) is taken
+    once, where it first appears."""
     from ppad.data.layouts import list_images
     from ppad.data.readers import ImageReadError
+    from ppad.outputs import film_key
     from ppad.scoring.archive import read_path_list
 
-    paths: list[Path] = []
+    found: list[Path] = []
     failures: list[ImageReadError] = []
     for item in inputs:
         if item.is_dir():
-            found = list_images(item)
-            paths.extend(found)
-            if not found:
+            listed = list_images(item)
+            found.extend(listed)
+            if not listed:
                 failures.append(ImageReadError(item, "folder holds no supported image (PNG, JPEG, TIFF, BMP, DICOM)"))
         elif item.suffix.lower() == ".csv" and item.is_file():
             listed = read_path_list(item)
-            paths.extend(listed)
+            found.extend(listed)
             if not listed:
                 failures.append(ImageReadError(item, EMPTY_LIST))
         elif item.exists():
-            paths.append(item)
+            found.append(item)
         else:
             failures.append(ImageReadError(item, "no such file or folder"))
-    return paths, failures
+    paths, repeated, seen = [], [], set()
+    for path in found:
+        key = film_key(path)
+        (repeated if key in seen else paths).append(path)
+        seen.add(key)
+    return FilmInputs(paths, failures, repeated)
+
+
+def echo_repeated(repeated: list[Path]) -> None:
+    """One stderr line per film given more than once (taken once)."""
+    for path in repeated:
+        click.echo(f"given more than once, taken once: {path}", err=True)
+
+
+def check_scores_out(out: Path | None, default: Path) -> None:
+    """``--out`` is the scores CSV's path (its JSON goes beside it): a new or resumable ``.csv`` file in a
+    folder that can be written; without it, the ``default``'s folder must be writable."""
+    from ppad.outputs import writable_file, writable_folder
+
+    if out is None:
+        writable_folder(default.parent, "--out")
+        return
+    if out.is_dir():
+        raise FileProblem(out, f"is a folder; --out is the scores CSV's file path (e.g. {out / 'scores.csv'})")
+    if out.suffix.lower() != ".csv":
+        raise FileProblem(
+            out, "--out is the scores CSV's path and must end in .csv (the JSON summary is written beside it)"
+        )
+    writable_file(out, "--out")
 
 
 def refuse_empty_lists(paths: list[Path], failures: list[ImageReadError]) -> None:
@@ -125,7 +164,6 @@ def command(
     IMAGES are files, folders (searched recursively) or .csv lists with a 'path' column. Rows are
     appended as they are produced; re-running the same command after a kill skips what is done.
     Exits 2 when no input could be scored; unreadable files are rows with their error."""
-    source = ScorerSource(run_dir, onnx_model, backbone, checkpoint, batch_size, device)
     if onnx_model is not None and maps_dir is not None:
         raise SettingsError("--maps needs --run: anomaly maps use the PyTorch model's features and gradients")
     if onnx_model is not None and device not in ("auto", "cpu"):
@@ -138,32 +176,46 @@ def command(
         raise SettingsError("--onnx scores on the CPU; --gpus-per-worker applies to --run")
     if engine == "ray" and device not in ("auto", "cpu"):
         raise SettingsError("with --engine ray, --gpus-per-worker puts the actors on GPUs (not --device)")
-    paths, missing = expand_inputs(images)
+    source = ScorerSource(run_dir, onnx_model, backbone, checkpoint, batch_size, device)
+    check_scores_out(out, source.default_out())
+    if maps_dir is not None:
+        from ppad.outputs import writable_folder
+
+        writable_folder(maps_dir, "--maps")
+    inputs = expand_inputs(images)
+    paths, missing = inputs.paths, inputs.failures
     refuse_empty_lists(paths, missing)
-    csv_path = out or source.default_out()
-    from ppad.scoring.archive import score_archive, write_scores_json
+    from ppad.scoring.archive import free_scores_path, score_archive, write_scores_json
 
     if engine == "ray":
         from ppad.scoring.ray_engine import require_ray, score_with_ray
 
         require_ray()  # before any model is loaded
         scorer = replace(source, device="cpu").build()  # the driver only names columns and resizes
+        csv_path = out or free_scores_path(source.default_out(), source.provenance(scorer), paths, missing)
         actors = replace(source.absolute(), device="cuda" if gpus_per_worker else "cpu", threads=1)
         summary = score_with_ray(
             actors, scorer, paths, csv_path, missing, address, workers or 2, gpus_per_worker, progress=not quiet
         )
     else:
         scorer = source.build()
-        summary = score_archive(scorer, paths, csv_path, source.provenance(scorer), missing, progress=not quiet)
-    total = write_scores_json(csv_path, csv_path.with_suffix(".json"), scorer)
+        provenance = source.provenance(scorer)
+        csv_path = out or free_scores_path(source.default_out(), provenance, paths, missing)
+        summary = score_archive(scorer, paths, csv_path, provenance, missing, progress=not quiet)
+    map_files = {}
     if maps_dir is not None:
         from ppad.maps import write_maps
 
-        maps = write_maps(scorer.model, paths, maps_dir, map_method, batch_size, not quiet, map_lungs)
+        maps = write_maps(
+            scorer.model, paths, maps_dir, map_method, batch_size, not quiet, map_lungs, source.map_producer()
+        )
+        map_files = {str(path): {"map": str(npy), "overlay": str(png)} for path, npy, png in maps.written}
         where = f"restricted to the lung fields, {len(maps.untrusted_lungs)} untrusted" if map_lungs else "whole film"
-        click.echo(f"maps of {len(maps.written)} films ({map_method}; {where}) → {maps_dir}")
+        click.echo(f"maps of {len(maps.written)} films ({map_method}; {where}) → {maps_dir} (index: {maps.index})")
         for path, reason in maps.untrusted_lungs:
             click.echo(f"lung fields not trusted, whole map: {path} ({reason})")
+    total = write_scores_json(csv_path, csv_path.with_suffix(".json"), scorer, map_files)
+    echo_repeated(inputs.repeated)
     for failure in summary.failures:
         click.echo(f"skipped: {failure}", err=True)
     if total == 0:

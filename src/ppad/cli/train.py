@@ -88,6 +88,9 @@ def command(
     quiet,
 ) -> None:
     """Learn prompts from k normal images (resumes an interrupted run in --out)."""
+    from ppad.outputs import writable_folder
+
+    writable_folder(out, "--out")
     from ppad.methods import get_method
     from ppad.runs import RunFolder
     from ppad.training import TrainSettings, train_run

@@ -29,6 +29,7 @@ CLASS_FOLDERS = {
     "pneumonia_256": ABNORMAL,
 }
 LABEL_WORDS = {"0": NORMAL, "normal": NORMAL, "1": ABNORMAL, "abnormal": ABNORMAL, "pneumonia": ABNORMAL}
+SPLIT_WORDS = ("", "train", "test")  # a manifest's split column; empty = both
 
 
 class LayoutError(DataError):
@@ -143,11 +144,15 @@ def read_manifest(path: Path) -> DatasetIndex:
         reader = csv.DictReader(handle)
         if not reader.fieldnames or not {"path", "label"} <= set(reader.fieldnames):
             raise LayoutError(f"{path}: a manifest needs a header with 'path' and 'label' columns")
-        for line, row in enumerate(reader, start=2):
+        for row in reader:
             label = LABEL_WORDS.get(str(row["label"]).strip().lower())
             split = str(row.get("split") or "").strip().lower()
-            if label is None or split not in ("", "train", "test"):
-                raise LayoutError(f"{path}:{line}: bad label {row['label']!r} or split {split!r}")
+            if label is None:
+                allowed = ", ".join(sorted(LABEL_WORDS))
+                raise LayoutError(f"{path}:{reader.line_num}: bad label {row['label']!r}; allowed: {allowed}")
+            if split not in SPLIT_WORDS:
+                allowed = f"{', '.join(SPLIT_WORDS[1:])} or empty (both)"
+                raise LayoutError(f"{path}:{reader.line_num}: bad split {row['split']!r}; allowed: {allowed}")
             file = (path.parent / row["path"].strip()).resolve()
             if split in ("", "train") and label == NORMAL:
                 index.train_normals.append(file)

@@ -17,8 +17,10 @@ Every failure is an :class:`ImageReadError` naming the file and the problem.
 
 from __future__ import annotations
 
+import struct
 import warnings
 from collections.abc import Callable
+from contextlib import nullcontext
 from io import BytesIO
 from pathlib import Path
 from typing import BinaryIO
@@ -112,7 +114,29 @@ def _decode(name: str | Path, read: Callable[[], np.ndarray]) -> np.ndarray:
 
 def _check_pixels(name: str | Path, width: int, height: int, max_pixels: int | None) -> None:
     if max_pixels is not None and width * height > max_pixels:
-        raise ImageTooLargeError(name, f"has {width}×{height} = {width * height:,} pixels, more than {max_pixels:,}")
+        raise ImageTooLargeError(name, _too_many_pixels(width, height, max_pixels))
+
+
+def _too_many_pixels(width: int, height: int, limit: int) -> str:
+    return f"has {width}×{height} = {width * height:,} pixels, more than {limit:,}"
+
+
+def _header_size(source: Path | BinaryIO) -> tuple[int, int]:
+    """Width and height from an image's header, as Pillow's format plugins read it, without the
+    decompression-bomb check that makes ``Image.open`` refuse before telling the size."""
+    with open(source, "rb") if isinstance(source, Path) else nullcontext(source) as handle:
+        handle.seek(0)
+        prefix = handle.read(16)
+        for format_id in Image.ID:
+            factory, accept = Image.OPEN[format_id]
+            accepted = accept is None or accept(prefix)
+            if accepted and not isinstance(accepted, str):  # a string is a plugin's warning, as in Image.open
+                handle.seek(0)
+                try:
+                    return factory(handle, "").size
+                except (SyntaxError, IndexError, TypeError, struct.error):  # what Image.open tries past
+                    continue
+    raise AssertionError("Pillow refused an image as too large that none of its plugins opens")
 
 
 def _read_pillow(source: Path | BinaryIO, name: str | Path, max_pixels: int | None = None) -> np.ndarray:
@@ -120,8 +144,11 @@ def _read_pillow(source: Path | BinaryIO, name: str | Path, max_pixels: int | No
         warnings.simplefilter("ignore")
         try:
             opened = Image.open(source)
-        except Image.DecompressionBombError as error:
-            raise ImageTooLargeError(name, f"refused by the image decoder as too large ({error})") from error
+        except Image.DecompressionBombError as error:  # Pillow's own limit, which names no size
+            width, height = _header_size(source)
+            refused_above = 2 * Image.MAX_IMAGE_PIXELS  # where Pillow refuses (it warns from MAX_IMAGE_PIXELS)
+            limit = refused_above if max_pixels is None else min(max_pixels, refused_above)
+            raise ImageTooLargeError(name, _too_many_pixels(width, height, limit)) from error
         with opened as handle:
             _check_pixels(name, handle.width, handle.height, max_pixels)
             handle.load()

@@ -66,12 +66,6 @@ class ScoringGraph(nn.Module):
         return views, self.model.score_views(views)
 
 
-def takes_region_masks(model: PromptDetector) -> bool:
-    """Whether the graph needs each film's region masks as a second input (lung-field regions read
-    by an image prompt or a pooled memory); the segmenter is then exported beside it."""
-    return model.film_lungs is not None and model.reads_film_masks
-
-
 @dataclass(frozen=True)
 class Parity:
     """Largest differences between onnxruntime and PyTorch on the check films, per batch size."""
@@ -122,7 +116,7 @@ def export_onnx(
     staged = [staging, sidecar_path(staging)]
     try:
         _write_graph(model, staging)
-        if takes_region_masks(model):
+        if model.scores_on_film_lungs:
             _write_segmenter(model, segmenter_path(staging))
             staged.append(segmenter_path(staging))
         sidecar = _describe(model, method, source, segmenter_path(out).name)
@@ -131,7 +125,7 @@ def export_onnx(
         if not parity.holds:
             raise ExportError(f"the exported {method} graph does not score as PyTorch does: {parity.to_dict()}")
         write_json(sidecar_path(staging), {**sidecar, "parity": parity.to_dict()})
-        if takes_region_masks(model):
+        if model.scores_on_film_lungs:
             os.replace(segmenter_path(staging), segmenter_path(out))
         os.replace(staging, out)
         os.replace(sidecar_path(staging), sidecar_path(out))
@@ -144,7 +138,7 @@ def export_onnx(
 def _write_graph(model: PromptDetector, out: Path) -> None:
     size = model.preprocessing.image_size
     inputs, names, shapes = (torch.rand(2, size, size),), [INPUT], {"images": {0: torch.export.Dim.DYNAMIC}}
-    if takes_region_masks(model):
+    if model.scores_on_film_lungs:
         inputs += (torch.ones(2, len(model.regions), size, size),)
         names.append(MASKS_INPUT)
         shapes["masks"] = {0: torch.export.Dim.DYNAMIC}
@@ -200,7 +194,7 @@ def _quiet_exporter() -> Iterator[None]:
 def _describe(model: PromptDetector, method: str, source: dict, segmenter_file: str) -> dict:
     preprocessing = model.preprocessing
     regions = {"set": model.regions.name, "sides": model.config.region_sides, "names": model.regions.names}
-    if takes_region_masks(model):
+    if model.scores_on_film_lungs:
         segmenter = model.film_lungs.segmenter
         regions["segmenter"] = {"onnx": segmenter_file, "weights_sha256": segmenter.fingerprint}
     return {

@@ -100,32 +100,46 @@ class OnnxScorer:
         self.batch_size = batch_size
         self.session = _session(onnxruntime, self.path, threads)
         self.segmenter = None
+        #: each film's lung_field_status from the last :meth:`score`; None when the graph takes no lung fields
+        self.lung_fields: list[str] | None = None
         if self.exported.regions is not None:
+            self.lung_fields = []
             lungs = segmenter_path(self.path)
             if not lungs.is_file():
                 raise FileProblem(lungs, f"missing: {self.path.name} scores on lung fields drawn by this segmenter")
             self.segmenter = _session(onnxruntime, lungs, threads)
 
-    def inputs(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """The graph's inputs for a batch of films: the films, and their region masks when it takes them."""
+    def inputs(self, batch: np.ndarray) -> tuple[dict[str, np.ndarray], list[str]]:
+        """The graph's inputs for a batch of films (the films, and their region masks when it takes
+        them) and each film's lung_field_status (none when it takes no masks)."""
         if self.segmenter is None:
-            return {INPUT: batch}
+            return {INPUT: batch}, []
         from ppad.lungs.postprocess import lung_fields
         from ppad.regions.anatomy import film_region_masks
+        from ppad.scoring.rows import lung_field_status
 
         (probabilities,) = self.segmenter.run([LUNG_OUTPUT], {INPUT: batch})
         fields = [lung_fields(probability) for probability in probabilities]
-        return {INPUT: batch, MASKS_INPUT: film_region_masks(self.exported.regions, fields).astype(np.float32)}
+        masks = film_region_masks(self.exported.regions, fields).astype(np.float32)
+        return {INPUT: batch, MASKS_INPUT: masks}, [
+            lung_field_status(film, self.exported.regions.fallback) for film in fields
+        ]
 
     def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores)."""
+        """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores); the films'
+        lung-field status in :attr:`lung_fields` when the graph takes their masks."""
         views = [np.zeros((0, len(self.view_names)), dtype=np.float32)]
         scores = [np.zeros(0, dtype=np.float32)]
+        lungs: list[str] = []
         for start in range(0, len(images), self.batch_size):
             batch = np.ascontiguousarray(images[start : start + self.batch_size], dtype=np.float32)
-            batch_views, batch_scores = self.session.run(list(OUTPUTS), self.inputs(batch))
+            inputs, statuses = self.inputs(batch)
+            batch_views, batch_scores = self.session.run(list(OUTPUTS), inputs)
             views.append(batch_views)
             scores.append(batch_scores)
+            lungs.extend(statuses)
+        if self.lung_fields is not None:
+            self.lung_fields = lungs
         return np.concatenate(views), np.concatenate(scores).astype(np.float64)
 
 

@@ -90,8 +90,16 @@ class FrameProbability(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         size = self.spec.input_size
         films = F.interpolate(images[:, None], size=(size, size), mode="bilinear", antialias=True, align_corners=False)
-        logits = self.net(normalise(films, self.spec))
-        return torch.sigmoid(F.interpolate(logits, size=images.shape[-2:], mode="bilinear", align_corners=False))[:, 0]
+        return self.unsquash(self.logits(films), images.shape[-2:])
+
+    def logits(self, films: torch.Tensor) -> torch.Tensor:
+        """[B, 1, s, s] films squashed to the input size → [B, 1, s, s] lung logits."""
+        return self.net(normalise(films, self.spec))
+
+    @staticmethod
+    def unsquash(logits: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
+        """[B, 1, s, s] logits → [B, H, W] lung probability at a film's own ``size``."""
+        return torch.sigmoid(F.interpolate(logits, size=size, mode="bilinear", align_corners=False))[:, 0]
 
 
 class LungSegmenter:
@@ -113,12 +121,10 @@ class LungSegmenter:
     @torch.inference_mode()
     def probabilities(self, images: list[np.ndarray]) -> list[np.ndarray]:
         """Lung probability per pixel, at each film's own size."""
-        films = resize_films(images, self.spec.input_size)
-        logits = self.net(normalise(films, self.spec).contiguous(memory_format=torch.channels_last))
+        films = resize_films(images, self.spec.input_size).contiguous(memory_format=torch.channels_last)
+        logits = self.frame_probability.logits(films)
         return [
-            torch.sigmoid(F.interpolate(logit[None], size=image.shape, mode="bilinear", align_corners=False))[0, 0]
-            .numpy()
-            .astype(np.float32)
+            self.frame_probability.unsquash(logit[None], image.shape)[0].numpy().astype(np.float32)
             for logit, image in zip(logits, images)
         ]
 

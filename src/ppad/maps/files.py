@@ -12,13 +12,15 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ppad.data.readers import ImageReadError, read_image
-from ppad.io import atomic_write, unique_stems
+from ppad.io import atomic_write
 from ppad.maps.geometry import to_original
 from ppad.maps.lungs import legend_meaning, segment_lungs
 from ppad.maps.overlay import render_overlay
 from ppad.maps.registry import DEFAULT_MAP_METHOD, MAP_METHODS, anomaly_maps, resolve_map_method
 from ppad.methods.base import PromptDetector
-from ppad.scoring.scorer import predict_views
+from ppad.methods.inference import predict_views
+from ppad.outputs import OutputFolder
+from ppad.scoring.rows import LUNG_COLUMN, WHOLE_MAP, lung_field_status
 
 if TYPE_CHECKING:
     from ppad.lungs import LungFields
@@ -72,14 +74,20 @@ def film_maps(
         yield FilmMaps(kept, films, maps, images, fields, failures)
 
 
+MAP_FILES = {"map": ".npy", "overlay": "_overlay.png"}  # per film: kind of output → file-name ending
+INDEX_COLUMNS = ["path", "score", "map_method", LUNG_COLUMN, "error"]
+
+
 @dataclass
 class MapReport:
     """What :func:`write_maps` wrote: per film (source, map ``.npy``, overlay ``.png``), the films
-    whose lung mask was not trusted (their maps kept whole) with the reason, and failures."""
+    whose lung mask was not trusted (their maps kept whole) with the reason, failures, and the
+    folder's index CSV (every film's files, this call's and earlier calls')."""
 
     written: list[tuple[Path, Path, Path]] = field(default_factory=list)
     untrusted_lungs: list[tuple[Path, str]] = field(default_factory=list)
     failures: list[ImageReadError] = field(default_factory=list)
+    index: Path | None = None
 
 
 def write_maps(
@@ -90,30 +98,41 @@ def write_maps(
     batch_size: int = 16,
     progress: bool = True,
     lungs: bool = True,
+    producer: str | None = None,
 ) -> MapReport:
-    """Write ``<stem>.npy`` (float32 map at the film's resolution) and ``<stem>_overlay.png`` per film;
-    with ``lungs`` each map is restricted to the film's lung fields where they are trusted."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    """Write ``NAME.npy`` (float32 map at the film's resolution) and ``NAME_overlay.png`` per film, NAME
+    from the film's whole file name (see :mod:`ppad.outputs`: never another file's name), and the index
+    ``maps.csv``; with ``lungs`` each map is restricted to the film's lung fields where they are trusted.
+    ``producer`` names the model in the index (default: its class); a film the same producer mapped into
+    this folder before keeps its names."""
     paths = [Path(p) for p in paths]
-    stems = unique_stems(paths)
     method = resolve_map_method(model, method)
+    producer = f"{producer or type(model).__name__}, map {method}{', lungs' if lungs else ''}"
+    folder = OutputFolder(Path(out_dir), "maps.csv", INDEX_COLUMNS, MAP_FILES, producer, "--maps")
+    names = folder.assign(paths)
     report = MapReport()
     for chunk in film_maps(model, paths, (method,), batch_size, progress, lungs):
         report.failures.extend(chunk.failures)
+        for failure in chunk.failures:
+            folder.record(failure.path, {"path": failure.path, "error": failure.problem})
         views = predict_views(model, chunk.images, batch_size)
         scores = model.aggregate(views)
         fields = chunk.lungs or [None] * len(chunk.paths)
         for path, film, amap, view, score, lung in zip(
             chunk.paths, chunk.films, chunk.maps[method], views, scores, fields
         ):
-            npy = atomic_write(out_dir / f"{stems[path]}.npy", partial(_save_npy, array=amap))
+            files = names[path].files
+            npy = atomic_write(files["map"], partial(_save_npy, array=amap))
             meaning = legend_meaning(MAP_METHODS[method].meaning, lung)
-            overlay = render_overlay(film, amap, model.view_names, view, float(score), path.name, method, meaning)
-            png = atomic_write(out_dir / f"{stems[path]}_overlay.png", partial(overlay.save, format="PNG"))
+            overlay = render_overlay(film, amap, model.view_names, view, float(score), str(path), method, meaning)
+            png = atomic_write(files["overlay"], partial(overlay.save, format="PNG"))
             report.written.append((path, npy, png))
+            trust = "" if lung is None else lung_field_status(lung, WHOLE_MAP)
+            row = {"path": path, "score": f"{float(score):.6f}", "map_method": method, LUNG_COLUMN: trust}
+            folder.record(path, {**row, "error": ""}, names[path])
             if lung is not None and not lung.trusted:
                 report.untrusted_lungs.append((path, lung.reason))
+    report.index = folder.write_index()
     return report
 
 

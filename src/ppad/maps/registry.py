@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ppad.choices import DEFAULT_MAP_METHOD
+from ppad.choices import DEFAULT_MAP_METHOD, MAP_AUTO_ORDER
 from ppad.errors import SettingsError, UnknownNameError
 from ppad.maps import dense, perturbation
 from ppad.maps.lungs import restrict_to_lungs, segment_lungs
@@ -18,12 +18,6 @@ from ppad.methods.base import PromptDetector
 
 if TYPE_CHECKING:
     from ppad.lungs import LungFields
-
-#: What ``auto`` picks: the first that applies. A MediCLIP run's own map (what it was trained to
-#: draw and its score is the maximum of); then best first by pixel AUC against the NIH boxes with
-#: cxr-lite, whole-film maps (memory 0.705, sweep 0.582, text 0.537, gradient 0.518; centre prior
-#: 0.830). Restricted to the lung fields, memory stays first (0.832; the README's table).
-AUTO_ORDER = ("mediclip", "memory", "sweep", "text", "gradient")
 
 
 @dataclass(frozen=True)
@@ -84,9 +78,10 @@ def get_map_method(name: str) -> MapMethod:
 
 
 def resolve_map_method(model: PromptDetector, name: str = DEFAULT_MAP_METHOD) -> str:
-    """``auto`` → the first of :data:`AUTO_ORDER` that applies; any other name is checked to apply."""
+    """``auto`` → the first of :data:`~ppad.choices.MAP_AUTO_ORDER` that applies; any other name is checked
+    to apply."""
     if name == "auto":
-        return next(n for n in AUTO_ORDER if MAP_METHODS[n].applies(model))
+        return next(n for n in MAP_AUTO_ORDER if MAP_METHODS[n].applies(model))
     chosen = get_map_method(name)
     if not chosen.applies(model):
         raise SettingsError(f"map method {name!r} does not apply to this model: {chosen.summary}")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from ppad.backbones.protocol import Backbone
 from ppad.data.batches import SyntheticBatch
 from ppad.errors import SettingsError
 from ppad.lungs.frames import shipped_frame_lung_fields
+from ppad.methods.inference import predict_views
 from ppad.regions import get_region_set
 from ppad.regions.anatomy import film_region_masks
 
@@ -68,6 +70,9 @@ class PromptDetector(nn.Module):
     resizable_state: tuple[str, ...] = ()
     #: The training losses (:data:`ppad.training.losses.LOSSES` names) this method learns from.
     losses: tuple[str, ...] = ("softmax-bce", "two-sigmoid")
+    #: The files its run trained or validated on (resolved), set by ``RunFolder.load_model``; None:
+    #: not known. :func:`ppad.scoring.evaluate` leaves them out of the test split.
+    trained_on: set[Path] | None = None
 
     def __init__(self, backbone: Backbone, config: DetectorConfig) -> None:
         super().__init__()
@@ -109,6 +114,12 @@ class PromptDetector(nn.Module):
         them); text-only methods use them only to place synthetic anomalies in training."""
         return False
 
+    @property
+    def scores_on_film_lungs(self) -> bool:
+        """Whether its scores read each film's lung fields (an anatomical region set read by an image
+        prompt or a pooled memory): scoring then segments every film, and an export takes the masks."""
+        return self.film_lungs is not None and self.reads_film_masks
+
     # --- per-film regions (anatomical region sets) -----------------------------------------
     def region_masks(self, images: np.ndarray) -> np.ndarray:
         """Where each region lies, for synthesis: ``[N, R, S, S]`` per film for an anatomical set (the
@@ -120,7 +131,7 @@ class PromptDetector(nn.Module):
     def film_masks(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor | None:
         """``[B, R, S, S]`` float region masks of normalised ``images`` (``masks`` when given, else
         segmented), or None when the regions are fixed or nothing reads them."""
-        if masks is not None or self.film_lungs is None or not self.reads_film_masks:
+        if masks is not None or not self.scores_on_film_lungs:
             return masks
         films = self.preprocessing.denormalize(images).detach().float().cpu().numpy()
         return torch.from_numpy(self.region_masks(films)).to(images.device, torch.float32)
@@ -132,6 +143,10 @@ class PromptDetector(nn.Module):
             return None
         keep = self.backbone.keep_of_masks(masks, self.regions.patch_rule)
         return torch.maximum(keep, self.unmasked_views.reshape(1, -1, *[1] * (keep.ndim - 2)))
+
+    def film_pool(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor | None:
+        """:meth:`memory_pool` of :meth:`film_masks`: the lung fields normalised ``images`` pool over."""
+        return self.memory_pool(self.film_masks(images, masks))
 
     def memory_pool(self, masks: torch.Tensor | None) -> torch.Tensor | None:
         """``[B, 1, S, S]`` weights the memory pools over: both lung fields (the whole view's
@@ -163,8 +178,6 @@ class PromptDetector(nn.Module):
     def validation_metrics(self, validation: SyntheticBatch, batch_size: int = 32, progress: bool = False) -> dict:
         """Numbers on the validation split (held-out normals + synthetic anomalies); ``val_auc`` is
         what selects the epoch (default: image AUROC of the final score)."""
-        from ppad.scoring.scorer import predict_views  # scoring imports methods
-
         views = predict_views(self, validation.images, batch_size, progress, "validating")
         return {"val_auc": float(roc_auc_score(validation.labels, self.aggregate(views)))}
 

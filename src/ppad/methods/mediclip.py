@@ -6,13 +6,16 @@ patch tokens at three blocks, a CNN's stride-8/16/32 stage maps), a 1×1 convolu
 location into the joint space, unit norm; all grids are upsampled to the largest. Each location's
 cosine with the two class embeddings (CoOp class-specific context over several words per class)
 is a logit; the mean over layers, upsampled bilinearly to the input and softmaxed over the two
-classes, is the anomaly map, and its maximum the image's score. Only the adapters and the
-context learn, from synthetic anomalies and their masks (focal + Dice).
+classes, is the anomaly map, and its maximum inside the film's lung fields the image's score (the
+whole film where the segmenter's mask is not trusted): the same fields the lung-restricted map
+keeps, so a map's maximum is the score. Only the adapters and the context learn, from synthetic
+anomalies (placed inside the lung fields) and their masks (focal + Dice).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,10 +23,14 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 from torch import nn
 
+from ppad.backbones.feature_cache import FeatureCache
 from ppad.backbones.protocol import Backbone
 from ppad.data.batches import SyntheticBatch
+from ppad.errors import SettingsError
 from ppad.methods.base import ABNORMAL_CLASS, DetectorConfig, PromptDetector
+from ppad.methods.inference import map_batches
 from ppad.prompts.text import ClassWordsTextPrompt
+from ppad.regions.regions import LUNG_FIELDS, WHOLE_IMAGE
 
 NORMAL_WORDS = (
     "normal",
@@ -57,23 +64,36 @@ PIXEL_AUC_STRIDE = 4  # validation pixel AUROC on every 4th row and column (1/16
 class MediCLIPConfig(DetectorConfig):
     """``dense_layers``: which layers' local features the adapters read (empty: the backbone's
     own choice, :attr:`Backbone.dense_layers`). ``causal_text=False`` runs a causal text
-    transformer without its mask, as the authors' code does (the ``reference`` preset)."""
+    transformer without its mask, as the authors' code does (the ``reference`` preset). The region
+    set is always ``lung-fields`` (runs recorded with ``whole``, before the score read the lung
+    fields, load as it)."""
 
-    region_set: str = "whole"
+    region_set: str = LUNG_FIELDS.name
     n_ctx: int = 8
     normal_words: tuple[str, ...] = NORMAL_WORDS
     abnormal_words: tuple[str, ...] = ABNORMAL_WORDS
     dense_layers: tuple[int, ...] = ()
     causal_text: bool = True
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediCLIPConfig:
+        if data.get("region_set") == WHOLE_IMAGE.name:
+            data = {**data, "region_set": LUNG_FIELDS.name}
+        return super().from_dict(data)
+
 
 class MediCLIPModel(PromptDetector):
     """Frozen backbone + per-layer linear adapters + class-specific text context; one view whose
-    probability is the anomaly map's maximum (inside the lung fields for ``region_set="lungs"``)."""
+    probability is the anomaly map's maximum inside the film's trusted lung fields."""
 
     losses = ("focal-dice",)
 
     def __init__(self, backbone: Backbone, config: MediCLIPConfig = MediCLIPConfig()) -> None:
+        if config.region_set != LUNG_FIELDS.name:
+            raise SettingsError(
+                f"MediCLIP scores its map inside each film's lung fields: region set {config.region_set!r} "
+                "does not apply to it (leave --region-set out)"
+            )
         super().__init__(backbone, config)
         self.layers = tuple(config.dense_layers) or tuple(backbone.dense_layers)
         self.adapters = nn.ModuleList(
@@ -81,11 +101,10 @@ class MediCLIPModel(PromptDetector):
         ).to(self.device)
         words = (config.normal_words, config.abnormal_words)
         self.text_prompt = ClassWordsTextPrompt(backbone, words, config.n_ctx, config.causal_text)
-        self._validation_dense: tuple[np.ndarray, list[list[torch.Tensor]]] | None = None
 
     @property
     def reads_film_masks(self) -> bool:
-        return True  # the image score is the map's maximum inside the lung fields (anatomical sets)
+        return True  # the image score is the map's maximum inside the lung fields
 
     def compute_text_features(self) -> torch.Tensor:
         return self.text_prompt.text_features(self.backbone)
@@ -117,53 +136,47 @@ class MediCLIPModel(PromptDetector):
         return self.map_logits(images, dense).softmax(dim=1)[:, ABNORMAL_CLASS]
 
     def map_score(self, amap: torch.Tensor, pool: torch.Tensor | None) -> torch.Tensor:
-        """[B, S, S] maps → [B, 1] their maximum (inside ``pool``'s lung fields when given)."""
+        """[B, S, S] maps → [B, 1] their maximum inside ``pool``'s lung fields (``None``: the whole map)."""
         if pool is not None:
             amap = torch.where(pool[:, 0] > 0.5, amap, torch.zeros_like(amap))
         return amap.flatten(1).amax(dim=1, keepdim=True)
 
     # --- the detector surface ------------------------------------------------------------------
     def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        return self.map_score(self.anomaly_map(images), self.memory_pool(self.film_masks(images, masks)))
+        return self.map_score(self.anomaly_map(images), self.film_pool(images, masks))
 
     def views_and_memory(self, images: torch.Tensor, masks: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        pool = self.memory_pool(self.film_masks(images, masks))
+        pool = self.film_pool(images, masks)
         return self.map_score(self.anomaly_map(images), pool), self.backbone.memory_features(images, pool)
 
     def score_views(self, views: torch.Tensor) -> torch.Tensor:
         return views[:, 0]
 
+    @property
+    def validation_features(self) -> FeatureCache:
+        """The frozen tower behind a :class:`FeatureCache`: validation reads the same films every
+        epoch, so their dense features are computed on the first pass only (the backbone itself
+        when it is a cache already, e.g. in a bench)."""
+        if "_validation_features" not in self.__dict__:  # not a submodule: checkpoints never hold it
+            cache = self.backbone if isinstance(self.backbone, FeatureCache) else FeatureCache(self.backbone)
+            self.__dict__["_validation_features"] = cache
+        return self.__dict__["_validation_features"]
+
     def validation_metrics(self, validation: SyntheticBatch, batch_size: int = 32, progress: bool = False) -> dict:
         """Image AUROC (map maximum) and pixel AUROC (every :data:`PIXEL_AUC_STRIDE`-th row and column
         of every validation film) on the synthetic anomalies; their mean selects the epoch. The frozen
-        tower's features of the validation films are computed once per training run."""
-        maps, scores = [], []
-        with self.inference():
-            for start, dense in zip(
-                range(0, len(validation.images), batch_size), self._dense_of(validation, batch_size)
-            ):
-                films = torch.from_numpy(validation.images[start : start + batch_size]).to(self.device)
-                images = self.preprocessing.normalize(films)
-                amap = self.anomaly_map(images, dense)
-                scores.append(self.map_score(amap, self.memory_pool(self.film_masks(images)))[:, 0].cpu().numpy())
-                maps.append(amap[:, ::PIXEL_AUC_STRIDE, ::PIXEL_AUC_STRIDE].cpu().numpy())
+        tower's features of the validation films are computed once per training run
+        (:attr:`validation_features`)."""
+
+        def score_and_map(images: torch.Tensor, masks: torch.Tensor | None) -> tuple[np.ndarray, np.ndarray]:
+            amap = self.anomaly_map(images, self.validation_features.dense_features(images, self.layers))
+            score = self.map_score(amap, self.film_pool(images, masks))[:, 0]
+            return score.cpu().numpy(), amap[:, ::PIXEL_AUC_STRIDE, ::PIXEL_AUC_STRIDE].cpu().numpy()
+
+        scores, maps = zip(*map_batches(self, validation.images, score_and_map, batch_size, progress, "validating"))
         image_auc = float(roc_auc_score(validation.labels, np.concatenate(scores)))
         pixels = validation.anomaly_masks[:, ::PIXEL_AUC_STRIDE, ::PIXEL_AUC_STRIDE].ravel()
         if pixels.min() == pixels.max():
             return {"val_auc": image_auc, "val_image_auc": image_auc}
         pixel_auc = float(roc_auc_score(pixels, np.concatenate(maps).ravel()))
         return {"val_auc": (image_auc + pixel_auc) / 2, "val_image_auc": image_auc, "val_pixel_auc": pixel_auc}
-
-    def forget_validation_features(self) -> None:
-        """Drop the validation films' kept tower features (they are recomputed on the next pass)."""
-        self._validation_dense = None
-
-    def _dense_of(self, validation: SyntheticBatch, batch_size: int) -> list[list[torch.Tensor]]:
-        """The validation films' frozen features per batch, computed on the first call for them."""
-        if self._validation_dense is None or self._validation_dense[0] is not validation.images:
-            batches = []
-            for start in range(0, len(validation.images), batch_size):
-                films = torch.from_numpy(validation.images[start : start + batch_size]).to(self.device)
-                batches.append(self.dense_features(self.preprocessing.normalize(films)))
-            self._validation_dense = (validation.images, batches)
-        return self._validation_dense[1]

@@ -6,7 +6,10 @@ WinCLIP+-style; the weight is chosen on the validation split only.
 
 Distances become probabilities against the held-out validation normals: ``p = σ((d − q)/s)``
 with ``q`` their 95th percentile and ``s`` their standard deviation, so p = 0.5 sits where 5 % of
-held-out normals lie beyond — a threshold fixed by normals alone, whatever the synthesis.
+held-out normals lie beyond — a threshold fixed by normals alone, whatever the synthesis. Without
+two held-out normals (``--val-size 0`` or 1) the distances are the support's own, leave-one-out:
+each support normal's distance to its nearest other support normal. Without validation anomalies
+the fusion weight is not chosen but fixed at :data:`FIXED_FUSION_WEIGHT`.
 """
 
 from __future__ import annotations
@@ -18,13 +21,15 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch import nn
-from tqdm.auto import tqdm
 
 from ppad.backbones.protocol import Backbone
+from ppad.errors import SettingsError
 from ppad.methods.base import DetectorConfig, PromptDetector
+from ppad.methods.inference import map_batches
 
 NORMAL_QUANTILE = 0.95
 FUSION_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # share of the prompt score
+FIXED_FUSION_WEIGHT = 0.5  # equal shares (WinCLIP+ averages its two scores) when validation cannot choose
 
 
 class FewShotMemory(nn.Module):
@@ -40,14 +45,11 @@ class FewShotMemory(nn.Module):
     ) -> torch.Tensor:
         """[N, S, S] images in [0, 1] → [N, F] frozen memory features (pooled over the lung fields
         for an anatomical region set)."""
-        features = []
-        with torch.no_grad(), tqdm(total=len(images), desc=desc, unit="film", disable=not progress, leave=False) as bar:
-            for chunk in np.array_split(images, max(1, -(-len(images) // batch_size))):
-                normalized = model.preprocessing.normalize(torch.from_numpy(chunk).to(model.device))
-                pool = model.memory_pool(model.film_masks(normalized))
-                features.append(model.backbone.memory_features(normalized, pool))
-                bar.update(len(chunk))
-        return torch.cat(features)
+
+        def memory(batch: torch.Tensor, masks: torch.Tensor | None) -> torch.Tensor:
+            return model.backbone.memory_features(batch, model.film_pool(batch, masks))
+
+        return torch.cat(map_batches(model, images, memory, batch_size, progress, desc))
 
     def fill(self, model: PromptDetector, support: np.ndarray, batch_size: int, progress: bool = False) -> None:
         if not len(support):
@@ -64,14 +66,35 @@ class FewShotMemory(nn.Module):
         q, s = self.calibration
         return torch.sigmoid((self.distances(features) - q) / s)
 
+    def leave_one_out_distances(self) -> torch.Tensor:
+        """[k] each support feature's cosine distance to its nearest other support feature."""
+        if len(self.bank) < 2:
+            raise SettingsError(
+                "the few-shot memory cannot be calibrated: give it two held-out normals (--val-size 2) "
+                "or two support normals (--shots 2)"
+            )
+        similarity = self.bank @ self.bank.T
+        return 1 - similarity.fill_diagonal_(-torch.inf).max(dim=1).values
+
     def calibrate(self, model: PromptDetector, normals: np.ndarray, batch_size: int, progress: bool = False) -> dict:
-        """Fix ``q`` and ``s`` from held-out normals (never the test split)."""
-        if len(normals) < 2:
-            return {}
-        d = self.distances(self.features(model, normals, batch_size, progress, "memory: calibrating")).cpu().numpy()
+        """Fix ``q`` and ``s`` from held-out normals (never the test split), or from the support,
+        leave-one-out, when fewer than two are held out; the record says which."""
+        held_out = (
+            self.features(model, normals, batch_size, progress, "memory: calibrating") if len(normals) >= 2 else None
+        )
+        return self.calibrate_on(held_out)
+
+    def calibrate_on(self, normals: torch.Tensor | None) -> dict:
+        """:meth:`calibrate` on the held-out normals' memory features (None or fewer than two: the support's)."""
+        if normals is not None and len(normals) >= 2:
+            d, source = self.distances(normals), f"{len(normals)} held-out validation normals"
+        else:
+            d = self.leave_one_out_distances()
+            source = f"its {len(d)} support normals, leave-one-out (each against its nearest other support normal)"
+        d = d.cpu().numpy()
         q, s = float(np.quantile(d, NORMAL_QUANTILE)), float(max(d.std(), 1e-6))
         self.calibration = torch.tensor([q, s], device=self.bank.device)
-        return {"memory_q95": q, "memory_scale": s}
+        return {"memory_q95": q, "memory_scale": s, "calibrated_on": f"memory: {source}"}
 
 
 @dataclass(frozen=True)
@@ -102,8 +125,7 @@ class KnnModel(PromptDetector):
         return torch.zeros(0, device=self.device)
 
     def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
-        pool = self.memory_pool(self.film_masks(images, masks))
-        return self.memory.probability(self.backbone.memory_features(images, pool))[:, None]
+        return self.memory.probability(self.backbone.memory_features(images, self.film_pool(images, masks)))[:, None]
 
     def score_views(self, views: torch.Tensor) -> torch.Tensor:
         return views[:, 0]
@@ -146,18 +168,31 @@ class MemoryFusion:
         self.memory.fill(self, support, batch_size, progress)
 
     def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, progress: bool = False) -> dict:
-        """Calibrate the memory on validation normals, then pick w by validation AUC."""
-        from ppad.scoring.scorer import predict_views  # scoring imports methods
-
-        chosen = self.memory.calibrate(self, images[labels == 0], batch_size, progress)
-        if labels.min() == labels.max():
-            return chosen
-        views = np.asarray(predict_views(self, images, batch_size, progress, "fusion weight"), dtype=np.float64)
-        prompt, memory = super().score_views(torch.from_numpy(views[:, :-1])).numpy(), views[:, -1]
+        """Calibrate the memory on validation normals, then pick w by validation AUC (without both
+        classes in ``labels``: w = :data:`FIXED_FUSION_WEIGHT`)."""
+        if len(np.unique(labels)) < 2:
+            chosen = self.memory.calibrate(self, images[labels == 0], batch_size, progress)
+            self.fusion_weight = torch.tensor(FIXED_FUSION_WEIGHT, device=self.device)
+            made_on = f"{chosen['calibrated_on']}; fusion weight: fixed at {FIXED_FUSION_WEIGHT}, no validation anomalies to choose it"
+            return {**chosen, "fusion_weight": FIXED_FUSION_WEIGHT, "calibrated_on": made_on}
+        # one pass for both: the prompt views of every film, the memory features the normals calibrate on
+        batches = map_batches(
+            self, images, self.views_and_memory, batch_size, progress, "memory: calibrating + fusion weight"
+        )
+        views, features = (torch.cat(parts) for parts in zip(*batches))
+        chosen = self.memory.calibrate_on(features[torch.from_numpy(labels == 0).to(features.device)])
+        memory = self.memory.probability(features).double().cpu().numpy()
+        prompt = super().score_views(views.double().cpu()).numpy()
         aucs = [roc_auc_score(labels, w * prompt + (1 - w) * memory) for w in FUSION_WEIGHTS]
         best = int(np.argmax(aucs))
         self.fusion_weight = torch.tensor(float(FUSION_WEIGHTS[best]), device=self.device)
-        return {**chosen, "fusion_weight": float(FUSION_WEIGHTS[best]), "fusion_val_auc": float(aucs[best])}
+        made_on = f"{chosen['calibrated_on']}; fusion weight: the best validation AUC"
+        return {
+            **chosen,
+            "fusion_weight": float(FUSION_WEIGHTS[best]),
+            "fusion_val_auc": float(aucs[best]),
+            "calibrated_on": made_on,
+        }
 
 
 @cache

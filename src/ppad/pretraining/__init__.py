@@ -1,8 +1,10 @@
 """CXR-CLIP pre-training of a dual-tower backbone on labelled films (``ppad pretrain``)."""
 
+from ppad.pretraining.data import PretrainSettings
 from ppad.pretraining.films import Film, films_digest, normal_films, read_films
 from ppad.pretraining.losses import cxr_clip_loss, multi_positive_contrastive, soft_targets
-from ppad.pretraining.pretrain import PretrainSettings, pretrain, zero_shot_auc
+from ppad.pretraining.pretrain import pretrain
+from ppad.pretraining.selection import zero_shot_auc
 from ppad.pretraining.texts import FINDING_TEXTS, NORMAL_TEXTS, label_text, parse_findings, text_pool
 
 __all__ = [

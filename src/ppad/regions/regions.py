@@ -93,6 +93,12 @@ class RegionSet:
         return len(self.regions)
 
     @property
+    def fallback(self) -> str:
+        """What an anatomical set's views become on a film whose lung mask is not trusted: the image
+        halves (the named views' rectangles), or the whole film for a set of the whole view alone."""
+        return "halves" if any(region.name for region in self.regions) else "whole film"
+
+    @property
     def per_film(self) -> bool:
         """Whether the masks are each film's own lung fields (else fixed rectangles)."""
         return any(region.anatomy is not None for region in self.regions)
@@ -129,9 +135,12 @@ LUNG_REGIONS = RegionSet(
 )
 
 WHOLE_IMAGE = RegionSet(name="whole", regions=(Region(""),))
+#: One view on both lung fields (the whole image where the mask is not trusted): MediCLIP's, whose
+#: score is its map's maximum there, as its lung-restricted map shows.
+LUNG_FIELDS = RegionSet(name="lung-fields", regions=(Region("", anatomy="whole"),))
 
 REGION_SETS: dict[str, RegionSet] = {
-    region_set.name: region_set for region_set in (PPAD_REGIONS, LUNG_REGIONS, WHOLE_IMAGE)
+    region_set.name: region_set for region_set in (PPAD_REGIONS, LUNG_REGIONS, WHOLE_IMAGE, LUNG_FIELDS)
 }
 
 

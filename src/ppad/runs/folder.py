@@ -232,6 +232,7 @@ class RunFolder:
         model = method.build(backbone, settings)
         self.load_prompts(model, checkpoint)
         self._check_segmenter(model)
+        model.trained_on = self.read_manifest().seen_files() if self.manifest_path.is_file() else None
         return model.eval()
 
     def _check_segmenter(self, model: PromptDetector) -> None:

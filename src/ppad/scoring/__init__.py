@@ -16,7 +16,6 @@ _EXPORTS = {
     "write_evaluation": "evaluation",
     "ScoreReport": "rows",
     "DetectorScorer": "scorer",
-    "predict_views": "scorer",
     "score_files": "scorer",
 }
 __all__ = sorted(_EXPORTS)

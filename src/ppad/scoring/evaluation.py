@@ -10,6 +10,7 @@ import numpy as np
 
 from ppad.backbones import Backbone
 from ppad.data.layouts import DatasetIndex, discover
+from ppad.errors import SettingsError
 from ppad.io import write_json
 from ppad.methods.base import PromptDetector
 from ppad.metrics import bootstrap_auc_ci, classification_metrics, plot_evaluation
@@ -30,13 +31,21 @@ class Evaluation:
 def evaluate(
     model: PromptDetector,
     index: DatasetIndex,
-    exclude: set[Path] = frozenset(),
+    exclude: set[Path] | None = None,
     batch_size: int = 32,
     bootstrap: int = 1000,
     seed: int = 0,
     progress: bool = True,
 ) -> Evaluation:
-    """Score the test split (minus ``exclude``, the files the run trained or validated on)."""
+    """Score the test split minus the files the model's run trained or validated on (``exclude``:
+    other resolved paths to leave out instead; an empty set leaves none out)."""
+    if exclude is None:
+        exclude = model.trained_on
+    if exclude is None:
+        raise SettingsError(
+            "evaluate() cannot tell which films this model trained or validated on: load it with "
+            "load_run(RUN), or pass exclude= (a set of resolved paths; empty to leave none out)"
+        )
     test = [item for item in index.test if item.path.resolve() not in exclude]
     excluded = [item.path for item in index.test if item.path.resolve() in exclude]
     report = score_files(model, [item.path for item in test], batch_size, progress)
@@ -99,7 +108,7 @@ def evaluate_run(
     run_manifest = run.read_manifest()
     index = data if isinstance(data, DatasetIndex) else discover(data)
     model = run.load_model(backbone, checkpoint, device)
-    result = evaluate(model, index, run_manifest.seen_files(), batch_size, bootstrap, run_manifest.seed, progress)
+    result = evaluate(model, index, None, batch_size, bootstrap, run_manifest.seed, progress)
     manifest = {
         "run": str(run.root),
         "method": run_manifest.identity.method,

@@ -13,7 +13,11 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +26,7 @@ from ppad.data.readers import ImageReadError, read_image
 from ppad.data.resize import ImageResize
 from ppad.errors import PpadError, SettingsError
 from ppad.scoring.archive import CHUNK, ArchiveSummary, Scorer, ScoresFile, chunk_rows
+from ppad.scoring.rows import LUNG_COLUMN
 from ppad.scoring.source import ScorerSource
 
 READ_BATCH = 16  # films per reading task
@@ -67,9 +72,12 @@ class ScoringActor:
         readable = _readable(batch["error"])
         views = np.full((len(readable), len(self.scorer.view_names)), np.nan, dtype=np.float64)
         scores = np.full(len(readable), np.nan, dtype=np.float64)
+        lungs = np.full(len(readable), "", dtype=object)  # lung-field status, when the scores use them
         if readable.any():
             views[readable], scores[readable] = self.scorer.score(batch["image"][readable])
-        return {"path": batch["path"], "error": batch["error"], "views": views, "score": scores}
+            if self.scorer.lung_fields is not None:
+                lungs[readable] = self.scorer.lung_fields
+        return {"path": batch["path"], "error": batch["error"], "views": views, "score": scores, LUNG_COLUMN: lungs}
 
 
 def _first_line(error: BaseException) -> str:
@@ -86,6 +94,32 @@ def _as_ppad_error(error: BaseException) -> PpadError:
         seen.add(id(current))
         current = getattr(current, "cause", None) or current.__cause__ or current.__context__
     return PpadError(f"Ray scoring failed: {_first_line(error)}")
+
+
+@contextmanager
+def _stderr_held(hold: bool) -> Iterator[None]:
+    """With ``hold``, what this process writes to stderr inside the block — Ray's C++ core logs errors it
+    recovers from there (core_worker.cc), beyond its logging options, and Ray Data warns — is kept back:
+    dropped when the block succeeds, shown when it fails."""
+    if not hold:
+        yield
+        return
+    sys.stderr.flush()
+    saved, failed = os.dup(2), False
+    with tempfile.TemporaryFile() as held:
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        except BaseException:
+            failed = True
+            raise
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            if failed:
+                held.seek(0)
+                sys.stderr.write(held.read().decode(errors="replace"))
 
 
 def _connect(ray, address: str | None, workers: int, gpus_per_worker: float) -> None:
@@ -122,42 +156,48 @@ def score_with_ray(
     ray = require_ray()
     start = time.perf_counter()
     started_here = not ray.is_initialized()  # a local instance is stopped, a cluster connection closed
-    if started_here:
-        _connect(ray, address, workers, gpus_per_worker)
-    if not progress:
-        logging.getLogger("ray.data").setLevel(logging.ERROR)
-    try:
-        scores_file = ScoresFile(out, source.provenance(scorer), scorer.view_names)
-        todo = scores_file.todo(paths, list(missing))
-        failures, scored = list(missing), 0
-        context = ray.data.DataContext.get_current()
-        context.execution_options.preserve_order = True
-        context.enable_progress_bars = progress
-        context.wait_for_min_actors_s = ACTOR_START_TIMEOUT
-        resize = ImageResize(scorer.preprocessing.image_size, scorer.preprocessing.resize_mode)
-        films = ray.data.from_items([{"path": str(path), "file": str(Path(path).absolute())} for path in todo])
-        films = films.map_batches(read_films, fn_kwargs={"resize": resize}, batch_size=READ_BATCH, num_cpus=READ_CPUS)
-        results = films.map_batches(
-            ScoringActor,
-            fn_constructor_kwargs={"source": source},
-            batch_size=source.batch_size,
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=0 if gpus_per_worker else 1,
-            num_gpus=gpus_per_worker,
-        )
-        try:
-            for batch in results.iter_batches(batch_size=CHUNK, batch_format="numpy") if todo else ():
-                chunk, readable = [str(path) for path in batch["path"]], _readable(batch["error"])
-                done = [Path(p) for p, ok in zip(chunk, readable) if ok]
-                unreadable = [ImageReadError(Path(p), e) for p, e, ok in zip(chunk, batch["error"], readable) if not ok]
-                scores_file.append(
-                    chunk_rows(scorer, chunk, done, unreadable, batch["views"][readable], batch["score"][readable])
-                )
-                scored += len(done)
-                failures.extend(unreadable)
-        except Exception as error:  # a worker's failure arrives wrapped by Ray
-            raise _as_ppad_error(error) from error
-    finally:
+    with _stderr_held(not progress):  # --quiet: a successful run prints nothing from Ray
         if started_here:
-            ray.shutdown()
+            _connect(ray, address, workers, gpus_per_worker)
+        if not progress:
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
+        try:
+            scores_file = ScoresFile(out, source.provenance(scorer), paths, list(missing))
+            todo = scores_file.todo()
+            failures, scored = list(missing), 0
+            context = ray.data.DataContext.get_current()
+            context.execution_options.preserve_order = True
+            context.enable_progress_bars = progress
+            context.wait_for_min_actors_s = ACTOR_START_TIMEOUT
+            resize = ImageResize(scorer.preprocessing.image_size, scorer.preprocessing.resize_mode)
+            films = ray.data.from_items([{"path": str(path), "file": str(Path(path).absolute())} for path in todo])
+            films = films.map_batches(
+                read_films, fn_kwargs={"resize": resize}, batch_size=READ_BATCH, num_cpus=READ_CPUS
+            )
+            results = films.map_batches(
+                ScoringActor,
+                fn_constructor_kwargs={"source": source},
+                batch_size=source.batch_size,
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=0 if gpus_per_worker else 1,
+                num_gpus=gpus_per_worker,
+            )
+            try:
+                for batch in results.iter_batches(batch_size=CHUNK, batch_format="numpy") if todo else ():
+                    chunk, readable = [str(path) for path in batch["path"]], _readable(batch["error"])
+                    done = [Path(p) for p, ok in zip(chunk, readable) if ok]
+                    unreadable = [
+                        ImageReadError(Path(p), e) for p, e, ok in zip(chunk, batch["error"], readable) if not ok
+                    ]
+                    lungs = None if scorer.lung_fields is None else list(batch[LUNG_COLUMN][readable])
+                    views, scores = batch["views"][readable], batch["score"][readable]
+                    scores_file.append(chunk_rows(scorer, chunk, done, unreadable, views, scores, lungs))
+                    scored += len(done)
+                    failures.extend(unreadable)
+            except Exception as error:  # a worker's failure arrives wrapped by Ray
+                raise _as_ppad_error(error) from error
+        finally:
+            if started_here:
+                ray.shutdown()
+    scores_file.finish()
     return ArchiveSummary(scored, failures, len(scores_file.done), time.perf_counter() - start)

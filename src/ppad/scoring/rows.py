@@ -4,8 +4,10 @@ and ONNX runtime paths)."""
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -13,7 +15,12 @@ from ppad.data.readers import ImageReadError
 from ppad.io import atomic_write, write_json
 from ppad.metrics import DEFAULT_THRESHOLD
 
+if TYPE_CHECKING:
+    from ppad.lungs.postprocess import LungFields
+
 MEMORY_VIEW = "memory"  # the few-shot memory's column in ``knn`` and ``<method>+knn`` runs
+LUNG_COLUMN = "lung_fields"  # runs scoring on each film's lung fields: were they trusted?
+WHOLE_MAP = "whole film"  # what a lung-restricted map keeps where the lung fields are not trusted
 
 
 def view_label(name: str) -> str:
@@ -45,9 +52,17 @@ def view_column(name: str) -> str:
     return "p_" + view_label(name).replace(" ", "_")
 
 
-def csv_columns(view_names: list[str]) -> list[str]:
-    """The scores CSV's header: one column per view, an ``error`` column for unreadable files."""
-    return ["path", "score", "prediction", "top_view", *map(view_column, view_names), "error"]
+def lung_field_status(fields: LungFields, fallback: str = "halves") -> str:
+    """A film's :data:`LUNG_COLUMN`: ``trusted``, or what the views fell back to and why, the reason as
+    ``ppad lungs`` reports it (``halves: one lung field found``; ``whole film: …`` for MediCLIP's set)."""
+    return "trusted" if fields.trusted else f"{fallback}: {fields.reason}"
+
+
+def csv_columns(view_names: list[str], lung_fields: bool = False) -> list[str]:
+    """The scores CSV's header: one column per view, :data:`LUNG_COLUMN` when the scores use each
+    film's lung fields, an ``error`` column for unreadable files."""
+    lungs = [LUNG_COLUMN] if lung_fields else []
+    return ["path", "score", "prediction", "top_view", *map(view_column, view_names), *lungs, "error"]
 
 
 def format_row(row: dict) -> dict:
@@ -66,11 +81,15 @@ class ScoreReport:
     eta: float
     failures: list[ImageReadError] = field(default_factory=list)
     fusion_weight: float | None = None  # w of a ``<method>+knn`` score; None when not fused
+    lung_fields: Sequence[str] | None = None  # each film's lung_field_status; None: scores use no lung fields
 
     def rows(self, threshold: float = DEFAULT_THRESHOLD) -> list[dict]:
         rows = []
         drivers = score_drivers(self.view_names, self.view_probabilities, self.scores, self.fusion_weight)
-        for path, score, views, driver in zip(self.paths, self.scores, self.view_probabilities, drivers):
+        lungs = [None] * len(self.paths) if self.lung_fields is None else self.lung_fields
+        for path, score, views, driver, status in zip(
+            self.paths, self.scores, self.view_probabilities, drivers, lungs, strict=True
+        ):
             row = {
                 "path": str(path),
                 "score": float(score),
@@ -78,13 +97,15 @@ class ScoreReport:
                 "top_view": driver,
             }
             row.update({view_column(name): float(p) for name, p in zip(self.view_names, views)})
+            if status is not None:
+                row[LUNG_COLUMN] = status
             rows.append(row)
         return rows
 
     def write_csv(self, path: str | Path) -> Path:
         """One row per image (views as columns, probabilities to 6 decimals); unreadable files as rows
         with their error."""
-        columns = csv_columns(self.view_names)
+        columns = csv_columns(self.view_names, self.lung_fields is not None)
 
         def write(tmp: Path) -> None:
             with open(tmp, "w", newline="") as handle:

@@ -5,30 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from ppad.data.loading import load_images
 from ppad.methods.base import PromptDetector
-from ppad.scoring.rows import ScoreReport
+from ppad.methods.inference import predict_views
+from ppad.scoring.rows import ScoreReport, lung_field_status
 
 READ_CHUNK = 256  # images read and resized at a time, bounding memory on large folders
-
-
-def predict_views(
-    model: PromptDetector, images: np.ndarray, batch_size: int = 32, progress: bool = False, desc: str = "scoring"
-) -> np.ndarray:
-    """[N, S, S] images in [0, 1] → [N, R] abnormal probability per view (text features cached).
-
-    Under ``torch.no_grad`` rather than ``inference_mode``: features a :class:`FeatureCache` keeps
-    from here are reused in training, where inference tensors may not enter autograd."""
-    results = [np.zeros((0, len(model.view_names)), dtype=np.float32)]
-    with model.inference(), tqdm(total=len(images), desc=desc, unit="film", disable=not progress, leave=False) as bar:
-        for start in range(0, len(images), batch_size):
-            batch = torch.from_numpy(images[start : start + batch_size]).to(model.device)
-            results.append(model.view_probabilities(model.preprocessing.normalize(batch)).float().cpu().numpy())
-            bar.update(len(batch))
-    return np.concatenate(results)
 
 
 def fusion_weight_of(model: PromptDetector) -> float | None:
@@ -45,10 +29,18 @@ class DetectorScorer:
         self.model, self.batch_size = model, batch_size
         self.view_names, self.eta, self.preprocessing = model.view_names, model.config.eta, model.preprocessing
         self.fusion_weight = fusion_weight_of(model)
+        #: each film's lung_field_status from the last :meth:`score`; None when scores use no lung fields
+        self.lung_fields: list[str] | None = [] if model.scores_on_film_lungs else None
 
     def score(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores)."""
-        views = predict_views(self.model, images, self.batch_size)
+        """[N, S, S] resized films in [0, 1] → ([N, V] view probabilities, [N] scores).
+
+        A model on lung fields scores on those of the films as given (each segmented once per
+        process), as the exported graph does, and keeps their status in :attr:`lung_fields`."""
+        lungs = None if self.lung_fields is None else self.model.film_lungs(images)
+        views = predict_views(self.model, images, self.batch_size, lungs=lungs)
+        if lungs is not None:
+            self.lung_fields = [lung_field_status(fields, self.model.regions.fallback) for fields in lungs]
         return views, self.model.aggregate(views)
 
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ppad.errors import SettingsError
+from ppad.errors import FileProblem, SettingsError
 
 if TYPE_CHECKING:  # a source is described and checked before any scoring module is imported
     from ppad.scoring.archive import Provenance, Scorer
@@ -31,6 +31,8 @@ class ScorerSource:
     def __post_init__(self) -> None:
         if (self.run_dir is None) == (self.onnx_model is None):
             raise SettingsError("give either --run RUN or --onnx MODEL (one of them)")
+        if self.run_dir is not None and not (Path(self.run_dir) / "config.json").is_file():  # before heavy imports
+            raise FileProblem(self.run_dir, "not a ppad run folder (no config.json); train one with `ppad train`")
 
     def build(self) -> Scorer:
         if self.onnx_model is not None:
@@ -57,12 +59,16 @@ class ScorerSource:
             return self.onnx_model.with_name(self.onnx_model.stem + "-scores.csv")
         return self.run_dir / "scores.csv"
 
+    def map_producer(self) -> str:
+        """What writes a call's anomaly maps, as a ``--maps`` folder's index records it."""
+        return f"run {Path(self.run_dir).resolve()}, checkpoint {self.checkpoint}"
+
     def provenance(self, scorer: Scorer) -> Provenance:
         """What the scores CSV records, and compares before resuming."""
         from ppad.scoring.archive import Provenance
         from ppad.scoring.rows import csv_columns
 
-        columns = csv_columns(scorer.view_names)
+        columns = csv_columns(scorer.view_names, scorer.lung_fields is not None)
         if self.onnx_model is not None:
             return Provenance.of(self.onnx_model, self.onnx_model, "onnx", columns)
         from ppad.runs import RunFolder

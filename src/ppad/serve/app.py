@@ -12,11 +12,12 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import HTMLResponse
 from fastapi_offline import FastAPIOffline
 from starlette.requests import ClientDisconnect
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ppad import __version__
 from ppad.serve.admission import DeadlinePassed, QueueFull, Ticket, WorkQueue
 from ppad.serve.errors import ApiError, install_handlers
-from ppad.serve.limits import ServeLimits
+from ppad.serve.limits import MAX_HEADER_BYTES, ServeLimits
 from ppad.serve.model import ServedModel
 from ppad.serve.schemas import ErrorBody, Health, ModelInfo, ScoreResult
 from ppad.serve.uploads import FIELD, Upload, receive_upload
@@ -45,6 +46,7 @@ ERRORS = {
         413: "Upload larger than the byte limit, or film over the pixel limit",
         415: "Not multipart/form-data, or not a PNG, JPEG or DICOM file",
         422: "The film cannot be decoded (truncated, corrupt, not an image), or a bad query parameter",
+        431: f"The request's headers take more than {MAX_HEADER_BYTES:,} bytes",
         503: "Every running and waiting place is taken (see Retry-After)",
         504: "Not scored within the time limit",
     }.items()
@@ -82,6 +84,7 @@ def build_app(served: ServedModel, limits: ServeLimits) -> FastAPI:
     )
     app.state.served, app.state.queue, app.state.limits = served, queue, limits
     install_handlers(app)
+    app.add_middleware(HeaderLimit)
 
     @app.post("/v1/score", response_model=ScoreResult, responses=ERRORS, openapi_extra=UPLOAD_BODY)
     async def score(
@@ -125,6 +128,23 @@ def build_app(served: ServedModel, limits: ServeLimits) -> FastAPI:
         return HTMLResponse(page, headers={"Content-Security-Policy": PAGE_POLICY})
 
     return app
+
+
+class HeaderLimit:
+    """Answers a request whose headers take more than :data:`MAX_HEADER_BYTES` with a JSON 431, before
+    any route runs (the server buffers up to ``HTTP_PARSER_BYTES`` of them so that this answer is ppad's)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            size = sum(len(name) + len(value) for name, value in scope["headers"])
+            if size > MAX_HEADER_BYTES:
+                detail = f"the request's headers take {size:,} bytes, more than {MAX_HEADER_BYTES:,}"
+                await ApiError(431, "headers_too_large", detail).response()(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 async def _receive(request: Request, ticket: Ticket, limits: ServeLimits) -> Upload:

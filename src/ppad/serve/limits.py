@@ -7,6 +7,8 @@ from dataclasses import asdict, dataclass
 from ppad.errors import SettingsError
 
 MIB = 2**20
+MAX_HEADER_BYTES = 64 * 1024  # a request's header names and values together; beyond, the app answers a JSON 431
+HTTP_PARSER_BYTES = MIB  # what the HTTP server buffers of a request head; beyond, it answers a plain-text 400
 
 
 @dataclass(frozen=True)

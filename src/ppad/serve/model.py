@@ -13,8 +13,8 @@ from ppad.data.readers import ImageReadError, read_image_bytes
 from ppad.methods.base import PromptDetector
 from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.runs import RunFolder
-from ppad.scoring.rows import ScoreReport, view_label
-from ppad.scoring.scorer import fusion_weight_of, predict_views
+from ppad.scoring.rows import WHOLE_MAP, ScoreReport, lung_field_status, view_label
+from ppad.scoring.scorer import DetectorScorer, fusion_weight_of
 from ppad.serve.errors import from_read_error
 from ppad.serve.overlay import anomaly_map, overlay_png
 from ppad.serve.uploads import Upload
@@ -30,6 +30,7 @@ class ServedModel:
         self.model, self.run_dir, self.config, self.checkpoint = model, run_dir, config, checkpoint
         self.threshold = DEFAULT_THRESHOLD
         self.views = [view_label(name) for name in model.view_names]
+        self._scorer = DetectorScorer(model, batch_size=1)
         self._lock = threading.Lock()  # the model caches text features per call: one call at a time
 
     @classmethod
@@ -71,9 +72,8 @@ class ServedModel:
         except ImageReadError as error:
             raise from_read_error(error, upload.filename) from None
         image = self.model.preprocessing.resize(film)[None]
-        views, drawn = self._predict(image, with_map)
-        probabilities = views[None]
-        scores = self.model.aggregate(probabilities)
+        probabilities, scores, lungs, drawn = self._predict(image, with_map)
+        views = probabilities[0]
         report = ScoreReport(
             [Path(upload.filename)],
             self.model.view_names,
@@ -83,6 +83,8 @@ class ServedModel:
             fusion_weight=fusion_weight_of(self.model),
         )
         row = report.rows(self.threshold)[0]
+        if lungs is None and drawn is not None:  # a map restricted to the lung fields where trusted
+            lungs = [lung_field_status(drawn[1], WHOLE_MAP)]
         return {
             "filename": upload.filename,
             "format": upload.format,
@@ -93,14 +95,19 @@ class ServedModel:
             "decision": row["prediction"],
             "top_view": row["top_view"],
             "views": dict(zip(self.views, views.tolist())),
+            "lung_fields": None if lungs is None else lungs[0],
             "overlay_png": None
             if drawn is None
             else overlay_png(self.model, film, *drawn, views, row["score"], upload.filename),
         }
 
-    def _predict(self, image: np.ndarray, with_map: bool) -> tuple[np.ndarray, tuple[np.ndarray, LungFields] | None]:
-        """The views' probabilities and, ``with_map``, the map (lung-restricted) with its lung fields."""
+    def _predict(
+        self, image: np.ndarray, with_map: bool
+    ) -> tuple[np.ndarray, np.ndarray, list[str] | None, tuple[np.ndarray, LungFields] | None]:
+        """The views' probabilities, the score, the lung-field status when the scores use it and,
+        ``with_map``, the map (lung-restricted) with its lung fields."""
         with self._lock:
-            views = predict_views(self.model, image)[0]
+            views, scores = self._scorer.score(image)
+            lungs = self._scorer.lung_fields
             drawn = anomaly_map(self.model, image) if with_map else None
-        return views, drawn
+        return views, scores, lungs, drawn

@@ -20,6 +20,10 @@ class ScoreResult(BaseModel):
         "<method>+knn score, 'memory' when the memory's weighted part is the larger, else the prompt view."
     )
     views: dict[str, float] = Field(description="Abnormal probability at each view, in the run's view order.")
+    lung_fields: str | None = Field(
+        description="Whether the film's lung fields were used as found ('trusted') or the image halves instead "
+        "('halves: <reason>', as `ppad lungs` says), when the scores or the map use them; null otherwise."
+    )
     overlay_png: str | None = Field(
         description="Base64 PNG of the anomaly map over the film, with the views and score; null with map=false."
     )

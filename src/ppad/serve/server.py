@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from ppad.serve.limits import ServeLimits
+from ppad.serve.limits import HTTP_PARSER_BYTES, ServeLimits
 
 logger = logging.getLogger(__name__)
 
@@ -38,4 +38,12 @@ def run_server(
         host,
         port,
     )
-    uvicorn.run(app, host=host, port=port, limit_concurrency=limits.capacity + SPARE_CONNECTIONS, timeout_keep_alive=5)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        limit_concurrency=limits.capacity + SPARE_CONNECTIONS,
+        timeout_keep_alive=5,
+        http="h11",  # the parser whose buffer HTTP_PARSER_BYTES sets (httptools, if installed, has its own)
+        h11_max_incomplete_event_size=HTTP_PARSER_BYTES,
+    )

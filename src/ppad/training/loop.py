@@ -205,7 +205,10 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _calibrate(model: PromptDetector, validation: SyntheticBatch | None, batch_size: int, progress: bool) -> dict:
-    if validation is None:
-        return {}
+    """Fit what the model calibrates on the validation split; without one, on no films (a few-shot
+    memory then calibrates on its support, leave-one-out)."""
     model.eval()
+    if validation is None:
+        size = model.preprocessing.image_size
+        return model.calibrate(np.zeros((0, size, size), np.float32), np.zeros(0, int), batch_size, progress)
     return model.calibrate(validation.images, validation.labels.astype(int), batch_size, progress)

@@ -116,6 +116,8 @@ def train_run(
     run.write_config(model, method)
     run.write_manifest(manifest)
     result = fit(model, support.images, validation, settings, run, progress)
+    if validation is None and "calibrated_on" in result["calibration"]:
+        log.warning("no validation split, so calibrated on the support: %s", result["calibration"]["calibrated_on"])
     manifest.record.update(result=result, finished=datetime.now(UTC).isoformat(timespec="seconds"))
     run.write_manifest(manifest)
     return manifest
