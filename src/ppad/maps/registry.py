@@ -15,6 +15,7 @@ from ppad.errors import SettingsError, UnknownNameError
 from ppad.maps import dense, perturbation
 from ppad.maps.lungs import restrict_to_lungs, segment_lungs
 from ppad.methods.base import PromptDetector
+from ppad.methods.inference import map_batches
 
 if TYPE_CHECKING:
     from ppad.lungs import LungFields
@@ -103,14 +104,12 @@ def anomaly_maps(
     when already segmented (:func:`~ppad.maps.lungs.segment_lungs`), else they are segmented here."""
     chosen = get_map_method(resolve_map_method(model, method))
     size = images.shape[-1]
-    out = [np.zeros((0, size, size), dtype=np.float32)]
-    with model.inference():
-        for start in range(0, len(images), batch_size):
-            batch = model.preprocessing.normalize(torch.from_numpy(images[start : start + batch_size]).to(model.device))
-            amap = chosen.compute(model, batch)[:, None].float()
-            amap = F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)
-            out.append(amap[:, 0].cpu().numpy())
-    maps = np.concatenate(out)
+
+    def draw(batch: torch.Tensor, _masks: torch.Tensor | None) -> np.ndarray:
+        amap = chosen.compute(model, batch)[:, None].float()
+        return F.interpolate(amap, size=(size, size), mode="bilinear", align_corners=False)[:, 0].cpu().numpy()
+
+    maps = np.concatenate([np.zeros((0, size, size), dtype=np.float32), *map_batches(model, images, draw, batch_size)])
     if not lungs:
         return maps
     return restrict_to_lungs(maps, segment_lungs(images) if fields is None else fields)
