@@ -1,11 +1,12 @@
-"""Small file helpers shared by every stage: atomic writes, JSON, the cache folder."""
+"""Small file helpers shared by every stage: atomic writes, JSON and CSV, the cache folder."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,18 @@ def _umask() -> int:
 def write_json(path: str | Path, data: Any) -> Path:
     text = json.dumps(data, indent=2, sort_keys=False, default=str) + "\n"
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def write_csv(path: str | Path, rows: Iterable[dict], columns: list[str]) -> Path:
+    """A CSV with a header of ``columns`` and one line per row (missing keys left empty), written atomically."""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)
 
 
 def read_json(path: str | Path) -> Any:

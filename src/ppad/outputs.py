@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ppad.errors import FileProblem
-from ppad.io import atomic_write
+from ppad.io import write_csv
 
 FILM_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".dcm", ".dicom"})
 KEY_COLUMNS = ("film", "producer")  # a row's identity in the index: the film's absolute path and what wrote it
@@ -134,12 +134,4 @@ class OutputFolder:
 
     def write_index(self) -> Path:
         """The index CSV: earlier calls' rows first, in their order, then this call's new films."""
-        rows = list(self.rows.values())
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, self.columns)
-                writer.writeheader()
-                writer.writerows(rows)
-
-        return atomic_write(self.index, write)
+        return write_csv(self.index, self.rows.values(), self.columns)

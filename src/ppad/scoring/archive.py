@@ -30,7 +30,7 @@ from ppad.data.loading import load_images
 from ppad.data.readers import ImageReadError
 from ppad.data.resize import ImageResize
 from ppad.errors import FileProblem
-from ppad.io import atomic_write, read_json, write_json
+from ppad.io import read_json, write_csv, write_json
 from ppad.metrics import DEFAULT_THRESHOLD
 from ppad.scoring.rows import ScoreReport, format_row, view_label
 
@@ -141,21 +141,11 @@ def _rows_already_written(out: Path) -> tuple[list[dict], int]:
     rows = list(csv.DictReader(io.StringIO(complete.decode())))
     kept = [row for row in rows if not row.get("error")]
     if len(kept) != len(rows):
-        _rewrite(out, kept, list(rows[0]))
+        write_csv(out, kept, list(rows[0]))
     elif len(complete) != len(data):
         with open(out, "r+b") as handle:
             handle.truncate(len(complete))
     return kept, len(rows) - len(kept)
-
-
-def _rewrite(out: Path, rows: list[dict], columns: list[str]) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    atomic_write(out, write)
 
 
 def _append(out: Path, rows: list[dict], columns: list[str]) -> None:
@@ -235,7 +225,7 @@ class ScoresFile:
         order = {path: i for i, path in enumerate([*(str(f.path) for f in self.missing), *map(str, self.paths)])}
         ordered = sorted(rows, key=lambda row: order.get(row["path"], len(order)))
         if ordered != rows:
-            _rewrite(self.out, ordered, self.columns)
+            write_csv(self.out, ordered, self.columns)
 
 
 def score_archive(

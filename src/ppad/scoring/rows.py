@@ -3,7 +3,6 @@ and ONNX runtime paths)."""
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ppad.data.readers import ImageReadError
-from ppad.io import atomic_write, write_json
+from ppad.io import write_csv, write_json
 from ppad.metrics import DEFAULT_THRESHOLD
 
 if TYPE_CHECKING:
@@ -105,18 +104,9 @@ class ScoreReport:
     def write_csv(self, path: str | Path) -> Path:
         """One row per image (views as columns, probabilities to 6 decimals); unreadable files as rows
         with their error."""
-        columns = csv_columns(self.view_names, self.lung_fields is not None)
-
-        def write(tmp: Path) -> None:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=columns)
-                writer.writeheader()
-                for row in self.rows():
-                    writer.writerow(format_row(row))
-                for failure in self.failures:
-                    writer.writerow({"path": str(failure.path), "error": failure.problem})
-
-        return atomic_write(path, write)
+        failures = [{"path": str(failure.path), "error": failure.problem} for failure in self.failures]
+        rows = [*map(format_row, self.rows()), *failures]
+        return write_csv(path, rows, csv_columns(self.view_names, self.lung_fields is not None))
 
     def write_json(self, path: str | Path) -> Path:
         return write_json(
