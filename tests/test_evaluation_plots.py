@@ -17,8 +17,6 @@ from ppad.metrics.plots import (
     draw_score_histogram,
     pyplot,
 )
-from tests.conftest import needs_zhanglab, zhanglab_manifest
-from tests.conftest import run_ppad as ppad
 
 
 @pytest.fixture
@@ -121,17 +119,9 @@ def test_plot_evaluation_writes_readable_pngs(tmp_path, evaluated):
         assert overview.width > roc.width  # the 2×2 panel is the larger one
 
 
-@needs_zhanglab
-def test_evaluate_writes_and_lists_the_figures_on_real_films(tmp_path):
-    manifest = tmp_path / "films.csv"
-    zhanglab_manifest(manifest, train_normals=24, test_per_class=10)
-    run = tmp_path / "zl-knn"
-    schedule = ["--shots", "16", "--val-size", "8", "--batch-size", "8", "--quiet", "--device", "cpu"]
-    done = ppad("train", "--method", "knn", "--data", manifest, "--out", run, *schedule)
-    assert done.returncode == 0, done.stderr
-
-    done = ppad("evaluate", "--run", run, "--data", manifest, "--quiet", "--bootstrap", "100", "--device", "cpu")
-    assert done.returncode == 0, done.stderr
+def test_evaluate_writes_and_lists_the_figures_on_real_films(zhanglab_knn_run):
+    """The session's shared knn run, evaluated through the CLI by its fixture."""
+    run, done = zhanglab_knn_run.run, zhanglab_knn_run.evaluated
     document = json.loads((run / "evaluation" / "metrics.json").read_text())
     figures = document["figures"]
     assert set(figures) == {"overview", "roc", "precision_recall", "score_histogram", "confusion_matrix"}

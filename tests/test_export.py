@@ -18,7 +18,6 @@ from ppad.export.onnx import PARITY_TOLERANCE, ExportError, Parity, export_onnx
 from ppad.export.runtime import OnnxScorer, segmenter_path, sidecar_path
 from ppad.methods import METHODS, get_method
 from ppad.scoring import DetectorScorer
-from tests.conftest import needs_zhanglab, zhanglab_manifest
 from tests.conftest import run_ppad as ppad
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is in the [test] extra")
@@ -131,15 +130,10 @@ def write_film(values: np.ndarray, path: Path) -> None:
     Image.fromarray((values * 255).astype(np.uint8)).save(path)
 
 
-@needs_zhanglab
-def test_export_then_score_real_films_through_the_cli(tmp_path):
-    """On each film's lung fields (the segmenter exported beside the model), the path with most parts."""
-    manifest = tmp_path / "films.csv"
-    test = zhanglab_manifest(manifest, train_normals=24, test_per_class=8)
-    run = tmp_path / "run"
-    schedule = ["--shots", "16", "--val-size", "8", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
-    done = ppad("train", "--method", "ppad+knn", "--region-set", "lungs", "--data", manifest, "--out", run, *schedule)
-    assert done.returncode == 0, done.stderr
+def test_export_then_score_real_films_through_the_cli(zhanglab_fused_run, tmp_path):
+    """On each film's lung fields (the segmenter exported beside the model), the path with most parts: the
+    session's shared ``ppad+knn`` run on lung fields."""
+    test, run = zhanglab_fused_run.test, zhanglab_fused_run.run
     regions = json.loads((run / "manifest.json").read_text())["regions"]
     assert regions["set"] == "lungs" and len(regions["segmenter"]["sha256"]) == 64
 
@@ -162,7 +156,7 @@ def test_export_then_score_real_films_through_the_cli(tmp_path):
         done = ppad("score", "--onnx", model, *films, "--out", out, "--batch-size", batch_size, "--quiet")
         assert done.returncode == 0, done.stderr
         rows = list(csv.DictReader(open(out)))
-        assert list(rows[0]) == list(reference[0]) and len(rows) == len(reference) == 16
+        assert list(rows[0]) == list(reference[0]) and len(rows) == len(reference) == 20
         for row, expected in zip(rows, reference):
             assert row["path"] == expected["path"] and row["prediction"] == expected["prediction"]
             for column in (c for c in row if c == "score" or c.startswith("p_")):

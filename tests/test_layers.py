@@ -27,18 +27,15 @@ FLOORS: tuple[tuple[str, ...], ...] = (
     ("methods",),
     ("training", "runs"),
     ("metrics", "scoring.rows"),  # numbers and result rows, no model: what maps and exports write
-    ("maps",),
+    # the ONNX runtime scorer (numpy, onnxruntime): what scoring reads an exported model through
+    ("maps", "export.runtime"),
     ("scoring",),
     ("export", "bench", "pretraining"),
     ("cli", "serve"),
 )
 
 #: Imports from a lower floor to a higher one that stay, each with its reason: (importer, imported).
-#: Both close a circle scoring ↔ export (export.onnx wraps scoring's DetectorScorer) still to undo.
-ALLOWED_UPWARD = {
-    # scoring a folder of films reads an exported model too, through the runtime's scorer surface
-    ("ppad.scoring.source", "ppad.export.runtime"),
-}
+ALLOWED_UPWARD: set[tuple[str, str]] = set()
 
 
 def unit_of(module: str) -> str:

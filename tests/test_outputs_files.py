@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import ZHANGLAB, needs_zhanglab, zhanglab_manifest
+from tests.conftest import ZHANGLAB, needs_zhanglab
 from tests.conftest import run_ppad as ppad
 from tests.test_light_cli import error_line, ppad_without_torch
 
@@ -44,16 +44,10 @@ def films(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture(scope="module")
-def run(tmp_path_factory) -> Path:
-    """A run on real films (the tiny backbone: these tests check files, not detection)."""
-    root = tmp_path_factory.mktemp("run")
-    zhanglab_manifest(root / "data.csv", train_normals=16)
-    out = root / "run"
-    args = ("--backbone", "tiny", "--shots", 8, "--val-size", 8, "--epochs", 1, "--quiet")
-    done = ppad("train", "--data", root / "data.csv", "--out", out, *args)
-    assert done.returncode == 0, done.stderr
-    return out
+@pytest.fixture
+def run(zhanglab_tiny_run) -> Path:
+    """The session's tiny-backbone run on real films (these tests check files, not detection)."""
+    return zhanglab_tiny_run
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ run-folder loader; each either reads correctly or raises the user error that nam
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import warnings
 from pathlib import Path
@@ -150,6 +151,20 @@ def test_damaged_run_folders_load_or_raise_a_user_error_naming_the_file(finished
             load()
         except PpadError as error:
             assert str(run) in str(error) or "tiny" in str(error), error
+
+
+def test_a_damaged_setting_that_fails_only_when_the_model_is_built_names_the_config(finished_run, tmp_path):
+    """Found by hypothesis: one flipped byte in ``region_sides`` ("anatomical" → " natomical") passed the config's
+    reading and failed building the model with an error that named no file."""
+    run = Path(shutil.copytree(finished_run, tmp_path / "run"))
+    config = json.loads((run / "config.json").read_text())
+    assert config["model"]["region_sides"] == "anatomical"
+    config["model"]["region_sides"] = " natomical"
+    (run / "config.json").write_text(json.dumps(config))
+    with pytest.raises(
+        PpadError, match=r"config\.json: cannot rebuild the model \(.*unknown region sides ' natomical'"
+    ):
+        RunFolder(run).load_model(device="cpu")
 
 
 def test_a_dicom_with_a_damaged_transfer_syntax_raises_no_raw_warning(tmp_path):

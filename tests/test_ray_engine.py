@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import needs_zhanglab, zhanglab_manifest
 from tests.conftest import run_ppad as ppad
 
 pytest.importorskip("ray", reason="Ray is the optional extra ppad[ray] (in [test])")
@@ -34,14 +33,10 @@ def assert_same_scores(found: list[dict], expected: list[dict]) -> None:
                 assert abs(float(row[column]) - float(reference[column])) <= 2e-5, (row["path"], column)
 
 
-@needs_zhanglab
-def test_ray_engine_scores_a_folder_like_the_single_process_engine(tmp_path):
-    manifest = tmp_path / "normals.csv"
-    test = zhanglab_manifest(manifest, train_normals=24, test_per_class=10)
+def test_ray_engine_scores_a_folder_like_the_single_process_engine(zhanglab_knn_run, tmp_path):
+    test = zhanglab_knn_run.test
     run = tmp_path / "run"
-    schedule = ["--shots", "16", "--val-size", "8", "--quiet", "--device", "cpu"]
-    done = ppad("train", "--method", "knn", "--data", manifest, "--out", run, *schedule)
-    assert done.returncode == 0, done.stderr
+    run.symlink_to(zhanglab_knn_run.run)  # the session's knn run, read only
 
     films = tmp_path / "films"
     films.mkdir()
@@ -60,6 +55,7 @@ def test_ray_engine_scores_a_folder_like_the_single_process_engine(tmp_path):
     assert done.returncode == 0, done.stderr
     assert "scored 20 images (1 unreadable)" in done.stdout
     local_as_typed = [{**row, "path": str(Path(row["path"]).relative_to(tmp_path))} for row in local]
+    assert list(rows(tmp_path / "ray.csv")[0]) == list(local[0])  # the same columns, in the same order
     assert_same_scores(rows(tmp_path / "ray.csv"), local_as_typed)
     assert (tmp_path / "ray.json").is_file()
 

@@ -4,48 +4,44 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import NIH, needs_zhanglab, zhanglab_manifest
+from tests.conftest import NIH, SharedRun, needs_zhanglab, zhanglab_manifest
 from tests.conftest import run_ppad as ppad
 
 
-@needs_zhanglab
-@pytest.mark.parametrize("method", ["knn", "ppad+knn"])
-def test_train_evaluate_score_on_real_films(tmp_path, method):
-    manifest = tmp_path / "films.csv"
-    test = zhanglab_manifest(manifest, train_normals=24, test_per_class=10)
-    run = tmp_path / "run"
-    schedule = ["--shots", "16", "--val-size", "8", "--epochs", "1", "--batch-size", "8", "--quiet", "--device", "cpu"]
-    done = ppad("train", "--method", method, "--data", manifest, "--out", run, *schedule)
-    assert done.returncode == 0, done.stderr
-    config = json.loads((run / "config.json").read_text())
+def check_calibration_and_evaluation(shared: SharedRun, method: str) -> dict:
+    """The run's calibration (what training printed for a fused method) and its evaluation's counts."""
+    config = json.loads((shared.run / "config.json").read_text())
     assert config["backbone"]["source"] == "cxr-lite" and config["method"] == method
-    result = json.loads((run / "manifest.json").read_text())["result"]
+    result = json.loads((shared.run / "manifest.json").read_text())["result"]
     calibration = result["calibration"]
     assert calibration["memory_scale"] > 0
     if method != "knn":  # issue 19: the fusion weight and both validation AUCs, each named
         weight = calibration["fusion_weight"]
-        assert f"fusion weight {weight:g} chosen on validation" in done.stdout
-        assert f"validation AUC {result['best_val_auc']:.3f} (fused score; prompts alone" in done.stdout
-
-    done = ppad("evaluate", "--run", run, "--data", manifest, "--quiet", "--bootstrap", "100", "--device", "cpu")
-    assert done.returncode == 0, done.stderr
-    metrics = json.loads((run / "evaluation" / "metrics.json").read_text())["metrics"]
+        assert f"fusion weight {weight:g} chosen on validation" in shared.trained.stdout
+        assert f"validation AUC {result['best_val_auc']:.3f} (fused score; prompts alone" in shared.trained.stdout
+    metrics = json.loads((shared.run / "evaluation" / "metrics.json").read_text())["metrics"]
     assert metrics["n_normal"] == 10 and metrics["n_abnormal"] == 10
     if method == "knn":  # pneumonia lies farther from the support normals than normal films do
         assert metrics["auc"] > 0.6
+    return calibration
 
+
+def check_scores(shared: SharedRun, method: str, calibration: dict, tmp_path: Path) -> None:
+    """Two films and a broken one: the score is the validation-weighted fusion of the η rule and the memory."""
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8 not a jpeg")
-    done = ppad("score", "--run", run, test[0].path, test[-1].path, broken, "--out", tmp_path / "s.csv", "--quiet")
+    films = (shared.test[0].path, shared.test[-1].path, broken)
+    done = ppad("score", "--run", shared.run, *films, "--out", tmp_path / "s.csv", "--quiet")
     assert done.returncode == 0 and "broken.jpg" in done.stderr
     rows = list(csv.DictReader(open(tmp_path / "s.csv")))
     assert rows[0]["p_memory"] != "" and rows[-1]["error"]
-    for row in rows[:2]:  # the score is the validation-weighted fusion of the η rule and the memory
+    for row in rows[:2]:
         memory = float(row["p_memory"])
         expected = memory
         if method != "knn":
@@ -65,10 +61,20 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
     document = json.loads((tmp_path / "s.json").read_text())
     assert document["fusion_weight"] == (None if method == "knn" else calibration["fusion_weight"])
 
-    if method != "knn":
-        return
+
+def test_a_fused_method_on_lung_fields_evaluates_and_scores_real_films(zhanglab_fused_run, tmp_path):
+    """The session's shared ``ppad+knn`` run (trained and evaluated through the CLI by its fixture)."""
+    shared = zhanglab_fused_run
+    check_scores(shared, "ppad+knn", check_calibration_and_evaluation(shared, "ppad+knn"), tmp_path)
+
+
+def test_knn_evaluates_scores_maps_and_localizes_real_films(zhanglab_knn_run, tmp_path):
+    """The session's shared knn run (trained and evaluated through the CLI by its fixture)."""
+    shared = zhanglab_knn_run
+    check_scores(shared, "knn", check_calibration_and_evaluation(shared, "knn"), tmp_path)
+    test = shared.test
     maps = tmp_path / "maps"
-    done = ppad("score", "--run", run, test[0].path, "--out", tmp_path / "m.csv", "--maps", maps, "--quiet")
+    done = ppad("score", "--run", shared.run, test[0].path, "--out", tmp_path / "m.csv", "--maps", maps, "--quiet")
     assert done.returncode == 0, done.stderr
     amap = np.load(maps / f"{test[0].path.stem}.npy")
     with Image.open(test[0].path) as film, Image.open(maps / f"{test[0].path.stem}_overlay.png") as overlay:
@@ -77,9 +83,12 @@ def test_train_evaluate_score_on_real_films(tmp_path, method):
 
     if not (NIH / "boxes.csv").is_file():
         pytest.skip(f"no radiologist boxes at {NIH}")
-    done = ppad("evaluate", "--run", run, "--boxes", NIH / "boxes.csv", "--quiet", "--device", "cpu")
+    out = tmp_path / "localization"
+    done = ppad(
+        "evaluate", "--run", shared.run, "--boxes", NIH / "boxes.csv", "--out", out, "--quiet", "--device", "cpu"
+    )
     assert done.returncode == 0, done.stderr
-    localization = json.loads((run / "evaluation" / "localization.json").read_text())
+    localization = json.loads((out / "localization.json").read_text())
     assert localization["n_images"] == 44 and localization["n_boxes"] == 49
     scores = localization["scores"]
     assert set(scores) == {"memory", "centre prior", "lung prior", "uniform random"}

@@ -1,14 +1,21 @@
-"""Named CLIP architectures (found by name) built with open_clip's CLIP module."""
+"""Named CLIP architectures (found by name) built with open_clip's CLIP module.
+
+open_clip (with the transformers and torchvision it imports, ~2 s) loads only when a CLIP is built:
+the wheel-tower backbones never need it.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import open_clip
 import torch
 
 from ppad.backbones.preprocessing import Preprocessing
 from ppad.errors import UnknownNameError
+
+if TYPE_CHECKING:
+    import open_clip
 
 CHEXZERO_PREPROCESSING = Preprocessing(image_size=224, mean=0.39799, std=0.32721, resize_mode="pad")
 
@@ -26,6 +33,8 @@ class Architecture:
 
     def build(self) -> open_clip.CLIP:
         """A freshly initialised CLIP module with this layout (fp32, CPU)."""
+        import open_clip
+
         return open_clip.CLIP(
             embed_dim=self.embed_dim,
             vision_cfg=open_clip.CLIPVisionCfg(**self.vision),

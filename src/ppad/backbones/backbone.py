@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+from typing import TYPE_CHECKING
 
-import open_clip
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +19,9 @@ from torch import nn
 from ppad.backbones.architectures import Architecture
 from ppad.errors import SettingsError
 from ppad.regions.regions import PATCH_RULES
+
+if TYPE_CHECKING:
+    import open_clip
 
 
 def weights_fingerprint(module: nn.Module) -> str:
@@ -37,12 +40,14 @@ class ClipBackbone(nn.Module):
     transformer_towers = True  # MaPLe's deep prompts can enter both towers
 
     def __init__(self, clip: open_clip.CLIP, architecture: Architecture, source: str) -> None:
+        from open_clip.tokenizer import SimpleTokenizer
+
         super().__init__()
         self.clip = clip.eval().requires_grad_(False)
         self.architecture = architecture
         self.source = source
         self.fingerprint = weights_fingerprint(clip)
-        self.tokenizer = open_clip.tokenizer.SimpleTokenizer(context_length=self.context_length)
+        self.tokenizer = SimpleTokenizer(context_length=self.context_length)
 
     def train(self, mode: bool = True) -> ClipBackbone:
         """The backbone is frozen: it stays in eval mode whatever its parent does."""

@@ -224,12 +224,11 @@ class RunFolder:
         if backbone is None or isinstance(backbone, str | Path):
             backbone = load_backbone(backbone or recorded.source, recorded.architecture, device)
         check_fingerprint(recorded.fingerprint, backbone, f"the prompts in {self.root}")
-        try:
+        try:  # a damaged setting can pass the config's reading and fail only when the model is built
             method = get_method(config.method)
-            settings = method.config_from_dict(config.model)
+            model = method.build(backbone, method.config_from_dict(config.model))
         except (TypeError, ValueError, KeyError) as error:
             raise RunFolderError(self.config_path, f"cannot rebuild the model ({error})") from None
-        model = method.build(backbone, settings)
         self.load_prompts(model, checkpoint)
         self._check_segmenter(model)
         model.trained_on = self.read_manifest().seen_files() if self.manifest_path.is_file() else None
