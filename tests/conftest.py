@@ -125,6 +125,23 @@ class SharedRun:
     evaluated: subprocess.CompletedProcess
 
 
+#: The shared runs' training options: the shipped backbone where detection matters, the tiny one for wiring.
+CXR_LITE_SCHEDULE = (
+    "--shots",
+    "16",
+    "--val-size",
+    "8",
+    "--epochs",
+    "1",
+    "--batch-size",
+    "8",
+    "--quiet",
+    "--device",
+    "cpu",
+)
+TINY_SCHEDULE = ("--backbone", "tiny", "--shots", "8", "--val-size", "8", "--epochs", "1", "--quiet", "--device", "cpu")
+
+
 def shared_zhanglab_run(tmp_path_factory: pytest.TempPathFactory, name: str, *options: str) -> SharedRun:
     """``ppad train *options`` on the shipped backbone with 24 real ZhangLab train normals (16 shots, 8 for
     validation; one epoch, batches of 8 where the method trains), then ``evaluate`` on 10 test films of each
@@ -134,20 +151,7 @@ def shared_zhanglab_run(tmp_path_factory: pytest.TempPathFactory, name: str, *op
     with session_folder(tmp_path_factory, name) as root:
         manifest, run = root / "films.csv", root / "run"
         test = zhanglab_manifest(manifest, train_normals=24, test_per_class=10)
-        schedule = (
-            "--shots",
-            "16",
-            "--val-size",
-            "8",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "8",
-            "--quiet",
-            "--device",
-            "cpu",
-        )
-        trained = run_ppad_once(root, "train", "train", *options, "--data", manifest, "--out", run, *schedule)
+        trained = run_ppad_once(root, "train", "train", *options, "--data", manifest, "--out", run, *CXR_LITE_SCHEDULE)
         assert trained.returncode == 0, trained.stderr
         evaluate = ("evaluate", "--run", run, "--data", manifest, "--quiet", "--bootstrap", "100", "--device", "cpu")
         evaluated = run_ppad_once(root, "evaluate", *evaluate)
@@ -176,20 +180,7 @@ def zhanglab_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip(f"real ZhangLab films not found at {ZHANGLAB}")
     with session_folder(tmp_path_factory, "zhanglab-tiny") as root:
         zhanglab_manifest(root / "data.csv", train_normals=16)
-        schedule = (
-            "--backbone",
-            "tiny",
-            "--shots",
-            "8",
-            "--val-size",
-            "8",
-            "--epochs",
-            "1",
-            "--quiet",
-            "--device",
-            "cpu",
-        )
-        done = run_ppad_once(root, "train", "train", "--data", root / "data.csv", "--out", root / "run", *schedule)
+        done = run_ppad_once(root, "train", "train", "--data", root / "data.csv", "--out", root / "run", *TINY_SCHEDULE)
         assert done.returncode == 0, done.stderr
     return root / "run"
 
@@ -202,8 +193,8 @@ def pytest_itemcollected(item: pytest.Item) -> None:
     """Every test that skips without the real films (``needs_zhanglab``, ``needs_nih``, any skip naming a
     path under ``SHARED_DATA``, a shared run) is also marked ``real_films``: ``pytest -m "not real_films"`` is the
     fast subset."""
-    reasons = (str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif"))
-    if any(str(SHARED_DATA) in reason for reason in reasons) or set(SHARED_RUNS) & set(
-        getattr(item, "fixturenames", ())
-    ):
+    reasons = [str(mark.kwargs.get("reason", "")) for mark in item.iter_markers("skipif")]
+    skips_without_films = any(str(SHARED_DATA) in reason for reason in reasons)
+    reads_a_shared_run = bool(set(SHARED_RUNS) & set(getattr(item, "fixturenames", ())))
+    if skips_without_films or reads_a_shared_run:
         item.add_marker(pytest.mark.real_films)

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.conftest import needs_zhanglab, zhanglab_manifest
+from tests.conftest import TINY_SCHEDULE, needs_zhanglab, zhanglab_manifest
 from tests.conftest import run_ppad as ppad
 
-SCHEDULE = ("--backbone", "tiny", "--epochs", "1", "--shots", "8", "--val-size", "8", "--quiet", "--device", "cpu")
 UNIFORM, BLANK, BROKEN = "uniform.png", "blank.png", "broken.png"
 
 
@@ -50,7 +49,7 @@ def films(tmp_path_factory) -> tuple[Path, Path]:
 def lungs_run(films) -> Path:
     manifest, folder = films
     run = folder.parent / "lungs-run"
-    done = ppad("train", "--region-set", "lungs", "--data", manifest, "--out", run, *SCHEDULE)
+    done = ppad("train", "--region-set", "lungs", "--data", manifest, "--out", run, *TINY_SCHEDULE)
     assert done.returncode == 0, done.stderr
     return run
 
@@ -123,7 +122,7 @@ def test_the_service_answers_each_films_lung_field_status(films, lungs_run, tmp_
 
 @needs_zhanglab
 def test_a_run_on_image_halves_keeps_its_columns(films, zhanglab_tiny_run, tmp_path):
-    """A run on halves (the session's tiny run, trained as ``lungs_run`` is but for ``--region-set``) has no
+    """A run on halves (the session's tiny run: ``TINY_SCHEDULE``, as ``lungs_run`` but for ``--region-set``) has no
     ``lung_fields`` column; Ray keeps a run's columns (``test_ray_engine``) and prints nothing of its own under
     ``--quiet`` (above)."""
     _, folder = films
