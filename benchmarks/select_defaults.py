@@ -55,8 +55,14 @@ SHOTS = 64
 FLOOR = 0.55
 SYNTHESES = ("sas", "fpi", "cutpaste", "gaussian-intensity", "source", "sink")
 DENSE_LAYERS = (2, 3, 4)  # every layer a candidate reads, computed once per film
-#: patch-memory feature options: (layers, window)
-FEATURES = (((2, 3), 3), ((2, 3), 1), ((3,), 3), ((2, 3, 4), 3))
+#: patch-memory options: (layers, window, region sets); the whole film (3× the patches of the lung
+#: fields, the dearest to search) only with the method's first-guess features
+FEATURES = (
+    ((2, 3), 3, ("lungs", "whole")),
+    ((2, 3), 1, ("lungs",)),
+    ((3,), 3, ("lungs",)),
+    ((2, 3, 4), 3, ("lungs",)),
+)
 TOP_K = (1, 10, 50)
 REGION_SETS = ("lungs", "whole")
 BANK_SIZE = 4096
@@ -164,23 +170,24 @@ def patch_features(films: Films, layers: tuple[int, ...], window: int) -> tuple[
 
 
 def patch_candidates(episode: Episode, seed: int) -> Iterator[tuple[str, np.ndarray]]:
-    """Every patch-memory candidate's film scores on the episode's validation films."""
-    for layers, window in FEATURES:
+    """Every patch-memory candidate's film scores on the episode's validation films. Only the
+    locations inside the region are searched: the film score reads no other."""
+    for layers, window, region_sets in FEATURES:
         support, support_lungs = patch_features(episode.support, layers, window)
         validation, validation_lungs = patch_features(episode.validation, layers, window)
         grid = support_lungs.shape[-2:]
-        for region_set in REGION_SETS:
+        for region_set in region_sets:
 
             def inside(lungs: torch.Tensor, count: int) -> torch.Tensor:
                 return inside_patches(lungs if region_set == "lungs" else None, grid, count)  # noqa: B023
 
-            kept = inside(support_lungs, len(support))
-            rows = support[kept]
+            rows = support[inside(support_lungs, len(support))]
             bank = rows[greedy_coreset(rows, BANK_SIZE, seed)]
-            distances = torch.cat(
-                [nearest_distances(validation[i : i + BATCH], bank) for i in range(0, len(validation), BATCH)]
-            )
             where = inside(validation_lungs, len(validation))
+            distances = torch.zeros(where.shape)
+            for i in range(0, len(validation), BATCH):
+                part = where[i : i + BATCH]
+                distances[i : i + BATCH][part] = nearest_distances(validation[i : i + BATCH][part], bank)
             for k in TOP_K:
                 name = f"patch-knn {region_set} layers={','.join(map(str, layers))} window={window} top_k={k}"
                 yield name, top_k_mean(distances, where, k).numpy()
@@ -254,7 +261,7 @@ def zhanglab_episodes(
 def score_setting(episodes: Iterator[Episode]) -> dict[str, list[float]]:
     """Each candidate's setting AUC per draw."""
     results: dict[str, list[float]] = {}
-    for seed, episode in enumerate(episodes):
+    for seed, episode in enumerate(tqdm(episodes, desc="draws", unit="draw", leave=False)):
         scored: list[tuple[str, np.ndarray]] = [*pooled_candidates(episode), *patch_candidates(episode, seed)]
         for name, scores in scored:
             results.setdefault(name, []).append(setting_auc(episode, scores))
@@ -302,7 +309,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data", type=Path, default=Path("../shared/data"))
     parser.add_argument("--draws", type=int, default=5)
     parser.add_argument("--shots", type=int, default=SHOTS, help="support normals per draw")
-    parser.add_argument("--pool-films", type=int, default=300, help="pool val films of each class")
+    parser.add_argument("--pool-films", type=int, default=200, help="pool val films of each class")
     parser.add_argument("--zhanglab-held-out", type=int, default=64)
     parser.add_argument("--nih-limit", type=int, default=None, help="at most this many NIH films of each class")
     parser.add_argument("--syntheses", default=",".join(SYNTHESES))
