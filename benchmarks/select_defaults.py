@@ -25,7 +25,8 @@ The rule (committed before any test number was read):
 No setting decides alone: the rank treats the three alike, and the floor keeps a candidate from
 winning on two shortcuts while failing the third.
 
-``--record`` writes the chosen default into the backbone's JSON record (what ``ppad train`` reads).
+``--record`` writes the chosen default into the backbone's JSON record (what ``ppad train`` reads);
+``--record-from OUT.json`` records the choice of an earlier ``--json`` run without running again.
 """
 
 from __future__ import annotations
@@ -315,7 +316,12 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--syntheses", default=",".join(SYNTHESES))
     parser.add_argument("--json", type=Path, default=None, help="write the table and the choice here")
     parser.add_argument("--record", action="store_true", help="write the choice into the backbone's JSON record")
+    parser.add_argument("--record-from", type=Path, default=None, help="record the choice of an earlier --json, no run")
     args = parser.parse_args(argv)
+    if args.record_from:
+        result = json.loads(args.record_from.read_text())
+        write_record(result["backbone"], result["default"])
+        return result
     torch.manual_seed(0)
     reader = Reader(args.backbone)
     settings: dict[str, Callable[[], Iterator[Episode]]] = {
@@ -344,11 +350,16 @@ def main(argv: list[str] | None = None) -> dict:
     if args.json:
         args.json.write_text(json.dumps(result, indent=2) + "\n")
     if args.record:
-        path = SHIPPED_DIR / f"{args.backbone}.json"
-        record = json.loads(path.read_text())
-        record["default_detector"] = chosen
-        path.write_text(json.dumps(record, indent=2) + "\n")
+        write_record(args.backbone, chosen)
     return result
+
+
+def write_record(backbone: str, chosen: dict) -> None:
+    """The chosen default into the shipped backbone's JSON record, where ``ppad train`` reads it."""
+    path = SHIPPED_DIR / f"{backbone}.json"
+    record = json.loads(path.read_text())
+    record["default_detector"] = chosen
+    path.write_text(json.dumps(record, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,12 @@ def zhanglab_knn_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
 
 
 @pytest.fixture(scope="session")
+def zhanglab_patch_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
+    """``patch-knn`` on each film's lung fields (see :func:`shared_zhanglab_run`)."""
+    return shared_zhanglab_run(tmp_path_factory, "zhanglab-patch", "--method", "patch-knn")
+
+
+@pytest.fixture(scope="session")
 def zhanglab_fused_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
     """``ppad+knn`` on each film's lung fields (see :func:`shared_zhanglab_run`)."""
     return shared_zhanglab_run(tmp_path_factory, "zhanglab-fused", "--method", "ppad+knn", "--region-set", "lungs")
@@ -186,7 +192,7 @@ def zhanglab_tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 #: Session fixtures on real films: the tests reading one are marked ``real_films``.
-SHARED_RUNS = ("zhanglab_knn_run", "zhanglab_fused_run", "zhanglab_tiny_run")
+SHARED_RUNS = ("zhanglab_knn_run", "zhanglab_patch_run", "zhanglab_fused_run", "zhanglab_tiny_run")
 
 
 def pytest_itemcollected(item: pytest.Item) -> None:

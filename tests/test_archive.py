@@ -18,6 +18,10 @@ from ppad.cli.main import cli
 
 TRAIN = ["--backbone", "tiny", "--shots", "8", "--epochs", "1", "--batch-size", "4", "--val-size", "4"]
 TRAIN += ["--n-ctx", "4", "--quiet", "--device", "cpu"]
+PATCH_TRAIN = ["--method", "patch-knn", "--backbone", "tiny", "--shots", "8", "--val-size", "4"]
+PATCH_TRAIN += ["--quiet", "--device", "cpu"]
+#: The scored calls the resume tests tear: (run, inputs, uninterrupted CSV) fixtures by method.
+CALLS = {"ppad": ("run", "films", "straight"), "patch-knn": ("patch_run", "patch_films", "patch_straight")}
 
 
 def invoke(*args):
@@ -28,6 +32,28 @@ def invoke(*args):
 def run(tmp_path_factory, demo_data):
     out = tmp_path_factory.mktemp("archive") / "run"
     assert invoke("train", "--data", demo_data, "--out", out, *TRAIN).exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def patch_run(tmp_path_factory, demo_data):
+    """A patch memory on each film's lung fields: its CSV has a lung_fields column."""
+    out = tmp_path_factory.mktemp("archive-patch") / "run"
+    assert invoke("train", "--data", demo_data, "--out", out, *PATCH_TRAIN).exit_code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def patch_films(demo_data):
+    return demo_data / "test"  # 20 chest-like films, not the 700: each film's lung fields are segmented
+
+
+@pytest.fixture(scope="module")
+def patch_straight(patch_run, patch_films, tmp_path_factory):
+    out = tmp_path_factory.mktemp("patch-straight") / "scores.csv"
+    result = invoke("score", "--run", patch_run, patch_films, "--out", out, "--quiet", "--device", "cpu")
+    assert result.exit_code == 0 and "scored 20 images (0 unreadable)" in result.output, result.output
+    assert "lung_fields" in out.read_text().splitlines()[0]
     return out
 
 
@@ -58,8 +84,9 @@ def test_rows_are_in_input_order_with_errors_in_place(straight, films):
     assert all(row["score"] and not row["error"] for i, row in enumerate(rows) if i != 5)
 
 
-@pytest.mark.parametrize("cut", [0.1, 0.5, 0.93])
-def test_a_torn_csv_resumes_to_the_uninterrupted_file(run, films, straight, tmp_path, cut):
+@pytest.mark.parametrize("method, cut", [("ppad", 0.1), ("ppad", 0.5), ("ppad", 0.93), ("patch-knn", 0.5)])
+def test_a_torn_csv_resumes_to_the_uninterrupted_file(request, tmp_path, method, cut):
+    run, films, straight = (request.getfixturevalue(name) for name in CALLS[method])
     out = tmp_path / "scores.csv"
     data = straight.read_bytes()
     out.write_bytes(data[: int(len(data) * cut)])  # a kill mid-write leaves a torn last line

@@ -120,9 +120,13 @@ def test_demo_runs_offline_and_detects(tmp_path):
     ]
     done = subprocess.run(command, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
-    assert "cxr-lite" in done.stdout and "ppad+knn" in done.stdout
+    from ppad.methods.defaults import default_detector
+
+    default = default_detector("cxr-lite")
+    assert f"model: {default.method}" in done.stdout and "cxr-lite's validated default" in done.stdout
     printed = float(re.search(r"validation AUC ([0-9.]+)", done.stdout).group(1))
     manifest = json.loads((tmp_path / "demo" / "run" / "manifest.json").read_text())
+    assert manifest["method"] == default.method
     assert printed == pytest.approx(manifest["result"]["best_val_auc"], abs=5e-4)
     assert printed >= 0.7  # detects the demo's validation anomalies, not chance
     metrics = json.loads((tmp_path / "demo" / "run" / "evaluation" / "metrics.json").read_text())["metrics"]

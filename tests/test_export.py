@@ -83,11 +83,11 @@ def test_an_export_that_fails_or_disagrees_is_refused_and_leaves_the_earlier_one
     assert not nan.holds and nan.worst == float("inf")  # a NaN from either runtime never passes
 
 
-@pytest.mark.parametrize("region_set", ["ppad", "lungs"])
-def test_scoring_with_an_export_needs_no_torch(backbone, rng, tmp_path, region_set):
-    model = trained("ppad+knn", backbone, rng, region_set)
+@pytest.mark.parametrize("method, region_set", [("ppad+knn", "ppad"), ("ppad+knn", "lungs"), ("patch-knn", "whole")])
+def test_scoring_with_an_export_needs_no_torch(backbone, rng, tmp_path, method, region_set):
+    model = trained(method, backbone, rng, region_set)
     out = tmp_path / "model.onnx"
-    export_onnx(model, "ppad+knn", out, {})
+    export_onnx(model, method, out, {})
     assert segmenter_path(out).is_file() == (region_set == "lungs")  # lung fields: the segmenter goes along
     films = []
     for index in range(3):

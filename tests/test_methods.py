@@ -15,7 +15,7 @@ def images():
 
 def test_methods_are_found_by_name_with_their_defaults(backbone):
     prompt_methods = ["ppad", "ppad-text", "coop", "maple", "zeroshot", "mediclip"]
-    assert list(METHODS) == [*prompt_methods, "knn", *(f"{name}+knn" for name in prompt_methods)]
+    assert list(METHODS) == [*prompt_methods, "knn", "patch-knn", *(f"{name}+knn" for name in prompt_methods)]
     with pytest.raises(KeyError, match="known: ppad"):
         get_method("nope")
     assert get_method("maple").config(n_ctx=None).n_ctx == 2  # None keeps the method's default
@@ -30,6 +30,8 @@ def test_methods_are_found_by_name_with_their_defaults(backbone):
         "mediclip": 1,
     }
     assert views["knn"] == 1 and views["ppad+knn"] == 5
+    patch = METHODS["patch-knn"].build(backbone)  # on the lung fields' five regions, one view
+    assert views["patch-knn"] == 5 and patch.view_names == ["patch memory"] and patch.layers == (1, 2)
     assert METHODS["ppad+knn"].build(backbone).view_names == [
         "left lung",
         "right lung",
@@ -42,7 +44,7 @@ def test_methods_are_found_by_name_with_their_defaults(backbone):
     assert learnable["ppad"] == ["image_prompt.values", "text_prompt.ctx"]
     assert learnable["ppad-text"] == learnable["coop"] == ["text_prompt.ctx"]
     assert learnable["zeroshot"] == []
-    assert learnable["knn"] == ["memory.bank", "memory.calibration"]
+    assert learnable["knn"] == learnable["patch-knn"] == ["memory.bank", "memory.calibration"]
     assert learnable["ppad+knn"] == sorted([*learnable["ppad"], "fusion_weight", "memory.bank", "memory.calibration"])
     assert "deep_text" in learnable["maple"] and "couplings.0.weight" in learnable["maple"]
 

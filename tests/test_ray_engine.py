@@ -22,21 +22,24 @@ def rows(path: Path) -> list[dict]:
 
 
 def assert_same_scores(found: list[dict], expected: list[dict]) -> None:
-    """Same rows in the same order; probabilities equal up to float32 batch-composition rounding
+    """Same rows in the same order (and lung-field status); probabilities equal up to float32 batch-composition rounding
     (the memory's calibration divides distances by their spread among normals, ~0.008 on cxr-lite,
     which magnifies the tower's float32 noise about 120×: 1e-5 between batch sizes 32 and 1)."""
     assert [r["path"] for r in found] == [r["path"] for r in expected]
     for row, reference in zip(found, expected):
         assert row["error"] == reference["error"] and row["prediction"] == reference["prediction"]
+        assert row.get("lung_fields") == reference.get("lung_fields")
         for column in (c for c in row if c == "score" or c.startswith("p_")):
             if reference[column]:
                 assert abs(float(row[column]) - float(reference[column])) <= 2e-5, (row["path"], column)
 
 
-def test_ray_engine_scores_a_folder_like_the_single_process_engine(zhanglab_knn_run, tmp_path):
-    test = zhanglab_knn_run.test
+def test_ray_engine_scores_a_folder_like_the_single_process_engine(zhanglab_patch_run, tmp_path):
+    """The session's patch-knn run, read only: on each film's lung fields, so the actors return each film's
+    lung-field status too (the scorer is the same for every method; the lung_fields column is not)."""
+    test = zhanglab_patch_run.test
     run = tmp_path / "run"
-    run.symlink_to(zhanglab_knn_run.run)  # the session's knn run, read only
+    run.symlink_to(zhanglab_patch_run.run)
 
     films = tmp_path / "films"
     films.mkdir()
@@ -48,6 +51,7 @@ def test_ray_engine_scores_a_folder_like_the_single_process_engine(zhanglab_knn_
     assert done.returncode == 0, done.stderr
     local = rows(tmp_path / "local.csv")
     assert len(local) == 21 and sum(bool(r["error"]) for r in local) == 1
+    assert all(r["lung_fields"] for r in local if not r["error"])
 
     # relative paths, as a user types them: workers read them from wherever they run
     relative = ("--run", "run", "films", "--out", "ray.csv", "--engine", "ray", "--workers", 2, "--quiet")

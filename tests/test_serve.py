@@ -103,6 +103,14 @@ def served(run_dir) -> ServedModel:
 
 
 @pytest.fixture(scope="module")
+def served_patch_memory(tmp_path_factory, demo_data) -> ServedModel:
+    """A patch memory on each film's lung fields (nothing to train)."""
+    out = tmp_path_factory.mktemp("serve-patch") / "run"
+    train_run(demo_data, out, "tiny", settings=SETTINGS, method="patch-knn", device="cpu", progress=False)
+    return ServedModel.load(out, device="cpu")
+
+
+@pytest.fixture(scope="module")
 def films(demo_data) -> list[Path]:
     index = discover(demo_data)
     return [index.test[0].path, index.test[-1].path]
@@ -133,14 +141,24 @@ def assert_error(response, status: int, error: str, filename: str | None = None)
 
 
 # --- success paths ----------------------------------------------------------------------------
-def test_a_png_film_is_scored_like_the_library_scores_it(client, served, films):
-    for path in films:
-        response = post(client, path.name, path.read_bytes(), "image/png")
+@pytest.mark.parametrize(
+    "which, names",
+    [
+        ("served", ["left lung", "right lung", "upper lung", "lower lung", "whole image"]),
+        ("served_patch_memory", ["patch memory"]),
+    ],
+    ids=["ppad", "patch-knn"],
+)
+def test_a_png_film_is_scored_like_the_library_scores_it(request, films, which, names):
+    served: ServedModel = request.getfixturevalue(which)
+    with TestClient(build_app(served, ServeLimits())) as client:
+        responses = [post(client, path.name, path.read_bytes(), "image/png") for path in films]
+    for path, response in zip(films, responses):
         assert response.status_code == 200, response.text
         body = response.json()
         score, views = expected_score(served, path)
         assert body["score"] == pytest.approx(score, abs=1e-6)
-        assert list(body["views"]) == ["left lung", "right lung", "upper lung", "lower lung", "whole image"]
+        assert list(body["views"]) == names
         np.testing.assert_allclose(list(body["views"].values()), views, atol=1e-6)
         assert body["top_view"] == list(body["views"])[int(np.argmax(views))]
         assert body["decision"] == ("abnormal" if score > body["threshold"] else "normal")

@@ -18,6 +18,7 @@ METHOD_NAMES = (
     "zeroshot",
     "mediclip",
     "knn",
+    "patch-knn",
     *(f"{name}+knn" for name in ("ppad", "ppad-text", "coop", "maple", "zeroshot", "mediclip")),
 )
 TEMPLATES = ("words", "chexzero")  # zeroshot prompts
@@ -45,9 +46,10 @@ SYNTHESIS_NAMES = (
 ABLATION_NAMES = ("prompts", "synthesis", "preset")
 CHECKPOINTS = ("best", "last")
 DEFAULT_MAP_METHOD = "auto"
-MAP_METHOD_NAMES = ("mediclip", "text", "memory", "gradient", "sweep")
+MAP_METHOD_NAMES = ("mediclip", "patches", "text", "memory", "gradient", "sweep")
 #: What the map method ``auto`` picks: the first that applies. A MediCLIP run's own map (what it was
-#: trained to draw and its score is the maximum of); then best first by pixel AUC against the NIH
+#: trained to draw and its score is the maximum of); a patch memory's own patch scores (what its
+#: score is the top-k mean of); then best first by pixel AUC against the NIH
 #: boxes with cxr-lite, whole-film maps (memory 0.705, sweep 0.582, text 0.537, gradient 0.518;
 #: centre prior 0.830). Restricted to the lung fields, memory stays first (0.832; the README's table).
-MAP_AUTO_ORDER = ("mediclip", "memory", "sweep", "text", "gradient")
+MAP_AUTO_ORDER = ("mediclip", "patches", "memory", "sweep", "text", "gradient")

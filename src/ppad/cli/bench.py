@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from ppad.bench import Cell
 
 log = logging.getLogger("ppad")
+PAPER_TABLE_METHODS = "zeroshot,coop,ppad"  # the paper's Table 1 rows
 
 
 def say_if_resuming(out: Path, cells: list[Cell]) -> None:
@@ -49,9 +50,9 @@ def say_if_resuming(out: Path, cells: list[Cell]) -> None:
 )
 @click.option(
     "--methods",
-    default="zeroshot,coop,ppad",
-    show_default=True,
-    help=f"Comma-separated, of: {', '.join(METHOD_NAMES)}.",
+    default=None,
+    help=f"Comma-separated, of: {', '.join(METHOD_NAMES)} [the backbone's validated default (cxr-lite: "
+    f"patch-knn on the lung fields); a backbone that names none: {PAPER_TABLE_METHODS}].",
 )
 @click.option("--seeds", default="0,1,2,3,4", show_default=True)
 @click.option(
@@ -104,7 +105,15 @@ def command(
         raise click.BadParameter(f"{seeds!r} is not a comma-separated list of integers", param_hint="--seeds") from None
     from ppad.bench import ABLATIONS, plan, run_bench
     from ppad.bench.harness import Ablation
+    from ppad.methods.defaults import PAPER_METHOD, default_detector
     from ppad.training import TrainSettings
+
+    if methods is None:
+        default = default_detector(backbone)
+        methods = PAPER_TABLE_METHODS if default.method == PAPER_METHOD else default.method
+        region_set = region_set or default.settings.get("region_set")
+        if default.method != PAPER_METHOD:
+            click.echo(f"method: {default.describe()}")
 
     choices = chosen_preset(
         preset,

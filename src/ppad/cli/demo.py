@@ -13,12 +13,13 @@ from ppad.cli.summaries import fusion_line, validation_text
 
 DEMO_SHOTS = 32
 DEMO_VALIDATION = 32
-DEMO_METHOD = "ppad+knn"  # PPAD's prompts fused with the few-shot memory, weighted on validation
 
 
 def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -> dict:
     """Generate data, train, evaluate; returns the evaluation metrics."""
     from ppad.data import write_demo_dataset
+    from ppad.methods import get_method
+    from ppad.methods.defaults import default_detector
     from ppad.scoring import evaluate_run, format_metrics
     from ppad.training import TrainSettings, train_run
 
@@ -28,19 +29,21 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     settings = TrainSettings(
         shots=DEMO_SHOTS, epochs=epochs, validation_size=DEMO_VALIDATION, seed=seed, val_every=epochs
     )
+    default = default_detector(DEFAULT_BACKBONE)
+    config = get_method(default.method).config(**default.overrides())
     manifest = train_run(
-        data, run_dir, DEFAULT_BACKBONE, settings=settings, method=DEMO_METHOD, device="cpu", progress=progress
+        data, run_dir, DEFAULT_BACKBONE, settings, config, default.method, device="cpu", progress=progress
     )
     result, files = evaluate_run(run_dir, data, progress=progress)
     best = manifest.result
     click.echo(
         f"data: {data} ({manifest.record['data']['train_normals']} train normals, {len(result.labels)} test images)"
     )
-    click.echo(
-        f"model: {DEMO_METHOD}, epoch {best['best_epoch']} of {epochs}; {validation_text(best)} "
-        "on held-out normals + SAS"
-    )
-    click.echo(fusion_line(best["calibration"]["fusion_weight"]))
+    click.echo(f"model: {default.describe()}")
+    trained = f"epoch {best['best_epoch']} of {epochs}; " if best["history"] else "nothing to train; "
+    click.echo(f"{trained}{validation_text(best)} on held-out normals + SAS")
+    if "fusion_weight" in best["calibration"]:
+        click.echo(fusion_line(best["calibration"]["fusion_weight"], best["calibration"].get("fusion_chosen_on")))
     click.echo(format_metrics(result.metrics))
     click.echo(f"files: {run_dir} (prompts, manifest) and {files['metrics'].parent} (metrics, scores, figures)")
     click.echo(

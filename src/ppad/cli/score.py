@@ -204,14 +204,15 @@ def command(
         summary = score_archive(scorer, paths, csv_path, provenance, missing, progress=not quiet)
     map_files = {}
     if maps_dir is not None:
-        from ppad.maps import write_maps
+        from ppad.maps import resolve_map_method, write_maps
 
         maps = write_maps(
             scorer.model, paths, maps_dir, map_method, batch_size, not quiet, map_lungs, source.map_producer()
         )
         map_files = {str(path): {"map": str(npy), "overlay": str(png)} for path, npy, png in maps.written}
         where = f"restricted to the lung fields, {len(maps.untrusted_lungs)} untrusted" if map_lungs else "whole film"
-        click.echo(f"maps of {len(maps.written)} films ({map_method}; {where}) → {maps_dir} (index: {maps.index})")
+        drawn = resolve_map_method(scorer.model, map_method)
+        click.echo(f"maps of {len(maps.written)} films ({drawn}; {where}) → {maps_dir} (index: {maps.index})")
         for path, reason in maps.untrusted_lungs:
             click.echo(f"lung fields not trusted, whole map: {path} ({reason})")
     total = write_scores_json(csv_path, csv_path.with_suffix(".json"), scorer, map_files)

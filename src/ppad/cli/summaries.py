@@ -4,15 +4,22 @@ what it means for the scores (light: no torch)."""
 from __future__ import annotations
 
 
-def fusion_line(weight: float) -> str:
-    """What a ``<method>+knn`` run's fusion weight ``w`` (the prompt score's share) means."""
+def fusion_line(weight: float, chosen_on: str | None = None) -> str:
+    """What a ``<method>+knn`` run's fusion weight ``w`` (the prompt score's share) means, and what
+    it was chosen on (the calibration record's ``fusion_chosen_on``; ``fixed``: nothing to choose on)."""
     if weight <= 0:
         meaning = "the prompt part gets weight 0: scores come from the memory alone"
     elif weight >= 1:
         meaning = "the memory gets weight 0: scores come from the prompts alone"
     else:
         meaning = f"score = {weight:g} × prompt score + {1 - weight:g} × memory"
-    return f"fusion weight {weight:g} chosen on validation — {meaning}"
+    if chosen_on == "fixed":
+        how = "fixed (no validation anomalies to choose it on)"
+    elif chosen_on:
+        how = f"chosen on {chosen_on}, a gain within noise keeping 0.5"
+    else:
+        how = "chosen on validation"
+    return f"fusion weight {weight:g} {how} — {meaning}"
 
 
 def pixel_text(result: dict) -> str:
@@ -46,5 +53,6 @@ def training_summary(out: str, method: str, result: dict, prompts: str) -> list[
     else:
         kept = f"epoch {result['best_epoch']}" if result["best_val_auc"] is not None else "the last epoch"
         lines = [f"trained {out}: kept {kept}; {validation}; prompts in {prompts}"]
-    weight = result.get("calibration", {}).get("fusion_weight")
-    return lines if weight is None else [*lines, fusion_line(weight)]
+    calibration = result.get("calibration", {})
+    weight = calibration.get("fusion_weight")
+    return lines if weight is None else [*lines, fusion_line(weight, calibration.get("fusion_chosen_on"))]

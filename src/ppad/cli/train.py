@@ -22,11 +22,25 @@ from ppad.data.resize import RESIZE_MODES
 
 
 @click.command(name="train")
-@click.option("--method", type=click.Choice(METHOD_NAMES), default="ppad", show_default=True, help="Detection method.")
+@click.option(
+    "--method",
+    type=click.Choice(METHOD_NAMES),
+    default=None,
+    help="Detection method [the backbone's validated default: on cxr-lite patch-knn inside the lung fields; "
+    "a backbone that names none (CheXzero, any CLIP): ppad].",
+)
 @backbone_options
 @data_option
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="Run folder to create (or resume).")
 @schedule_options
+@click.option(
+    "--val-abnormal",
+    type=click.Path(exists=True, path_type=Path),
+    default=None,
+    help="Real abnormal films (a folder, or a path,label CSV) added to validation: the epoch, calibration and "
+    "fusion weight are then chosen on them against the held-out normals. Refused if any is in the test split, "
+    "the support or the held-out normals.",
+)
 @click.option("--seed", default=0, show_default=True, help="Seeds the support draw, regions and anomalies.")
 @click.option(
     "--n-ctx",
@@ -68,6 +82,7 @@ def command(
     lr,
     val_every,
     val_size,
+    val_abnormal,
     seed,
     n_ctx,
     class_specific,
@@ -92,9 +107,15 @@ def command(
 
     writable_folder(out, "--out")
     from ppad.methods import get_method
+    from ppad.methods.defaults import default_detector
     from ppad.runs import RunFolder
     from ppad.training import TrainSettings, train_run
 
+    defaults = {}
+    if method is None:
+        default = default_detector(backbone)
+        method, defaults = default.method, default.overrides()
+        click.echo(f"method: {default.describe()}")
     words = tuple(word.strip() for word in classes.split(","))
     schedule = {"shots": shots, "epochs": epochs, "batch_size": batch_size, "lr": lr}
     choices = chosen_preset(
@@ -111,16 +132,20 @@ def command(
     )
     given = {k: v for k, v in schedule.items() if v is not None}
     settings = choices.settings(TrainSettings(**given, validation_size=val_size, val_every=val_every, seed=seed))
+    given_model = {
+        "classes": words,
+        "n_ctx": n_ctx,
+        "class_specific": class_specific or None,
+        "template": template,
+        "region_set": region_set,
+        "image_size": image_size,
+        "resize_mode": resize,
+    }
     config = choices.config(
-        get_method(method),
-        classes=words,
-        n_ctx=n_ctx,
-        class_specific=class_specific or None,
-        template=template,
-        region_set=region_set,
-        image_size=image_size,
-        resize_mode=resize,
+        get_method(method), **{**defaults, **{k: v for k, v in given_model.items() if v is not None}}
     )
-    manifest = train_run(data, out, backbone, arch, settings, config, method, device, progress=not quiet)
+    manifest = train_run(
+        data, out, backbone, arch, settings, config, method, device, progress=not quiet, val_abnormal=val_abnormal
+    )
     for line in training_summary(out, method, manifest.result, RunFolder(out).prompts_path("best")):
         click.echo(line)

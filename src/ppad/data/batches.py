@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
@@ -22,16 +22,48 @@ class ModelBatch:
     region_masks: torch.Tensor | None = None  # [B, R, S, S] each film's own regions (anatomical sets)
 
 
+#: where a validation row comes from: a held-out normal, one with a synthetic anomaly, a real abnormal film
+HELD_OUT, SYNTHETIC, REAL = "held-out normal", "synthetic anomaly", "real abnormal"
+
+
 @dataclass
 class SyntheticBatch:
-    """Images in [0, 1] with a region per image; ``labels`` 1 where an anomaly was synthesised.
-    ``region_masks``: each film's own region masks [B, R, S, S] (anatomical sets), else None."""
+    """Images in [0, 1] with a region per image; ``labels`` 1 where an anomaly was synthesised
+    (or the film is a real abnormal one). ``region_masks``: each film's own region masks
+    [B, R, S, S] (anatomical sets), else None. ``origin``: a validation batch's row origins
+    (:data:`HELD_OUT`, :data:`SYNTHETIC`, :data:`REAL`); None for a training batch."""
 
     images: np.ndarray  # [B, S, S] float32
     region_index: np.ndarray  # [B] int64
     labels: np.ndarray  # [B] float32
     anomaly_masks: np.ndarray  # [B, S, S] bool
     region_masks: np.ndarray | None = None
+    origin: np.ndarray | None = None  # [B] str
+
+    def rows(self, keep: np.ndarray) -> SyntheticBatch:
+        """The rows where ``keep`` is True."""
+        values = (getattr(self, field.name) for field in fields(self))
+        return SyntheticBatch(*(None if value is None else value[keep] for value in values))
+
+    def count(self, origin: str) -> int:
+        return 0 if self.origin is None else int((self.origin == origin).sum())
+
+    def choice_rows(self) -> SyntheticBatch:
+        """The rows validation's choices (epoch, calibration, fusion weight) are made on: with real
+        abnormal films, the held-out normals against them alone (synthetic anomalies left out, real
+        disease is what is to be detected); otherwise every row."""
+        return self.rows(self.origin != SYNTHETIC) if self.count(REAL) else self
+
+    def synthetic_rows(self) -> SyntheticBatch:
+        """The held-out normals and their synthetic anomalies, without any real abnormal film."""
+        return self.rows(self.origin != REAL) if self.count(REAL) else self
+
+    def compared(self) -> str:
+        """What :meth:`choice_rows` compares, in words."""
+        normals = self.count(HELD_OUT) if self.origin is not None else int((self.labels == 0).sum())
+        if self.count(REAL):
+            return f"real abnormal validation films ({self.count(REAL)}) vs held-out normals ({normals})"
+        return f"synthetic anomalies ({int(self.labels.sum())}) vs held-out normals ({normals})"
 
     def model_input(self, preprocessing: Preprocessing, device: torch.device) -> torch.Tensor:
         return preprocessing.normalize(torch.from_numpy(self.images).to(device))
@@ -85,4 +117,20 @@ def validation_batch(normals: np.ndarray, region_masks: np.ndarray, task: Synthe
     rng = np.random.default_rng([seed, 0x7A1])
     if region_masks.ndim == 4:
         region_masks = np.concatenate([region_masks, region_masks])
-    return synthesize_batch(np.concatenate([normals, normals]), region_masks, task, rng, labels=labels)
+    batch = synthesize_batch(np.concatenate([normals, normals]), region_masks, task, rng, labels=labels)
+    return replace(batch, origin=np.repeat([HELD_OUT, SYNTHETIC], len(normals)))
+
+
+def with_real_abnormal(batch: SyntheticBatch, films: np.ndarray, region_masks: np.ndarray) -> SyntheticBatch:
+    """A validation ``batch`` followed by real abnormal ``films`` ([N, S, S] in [0, 1]): label 1,
+    region 0, an empty anomaly mask (where the disease lies is not known), origin :data:`REAL`.
+    ``region_masks`` as :func:`synthesize_batch` takes them (used for per-film sets only)."""
+    count = len(films)
+    return SyntheticBatch(
+        images=np.concatenate([batch.images, films.astype(np.float32)]),
+        region_index=np.concatenate([batch.region_index, np.zeros(count, np.int64)]),
+        labels=np.concatenate([batch.labels, np.ones(count, np.float32)]),
+        anomaly_masks=np.concatenate([batch.anomaly_masks, np.zeros(films.shape, bool)]),
+        region_masks=None if batch.region_masks is None else np.concatenate([batch.region_masks, region_masks]),
+        origin=np.concatenate([batch.origin, np.full(count, REAL)]),
+    )

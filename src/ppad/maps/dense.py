@@ -9,6 +9,9 @@ the head being linear, the local embeddings average to the image embedding. So:
   locations of ``s · e(loc)·(t₁ − t₀)/‖ē‖`` — the map holds each location's term;
 * ``memory``: the memory distance ``1 − f̄·b*`` (``b*`` the nearest support normal) is the mean of
   ``1 − f(loc)·b*`` — each location's share of "unlike the nearest normal".
+
+A patch memory (``patch-knn``, any backbone) needs no decomposition: ``patches`` is its own patch
+scores, whose top-k mean inside the lung fields is the film's score.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from ppad.backbones.dual_tower import DualTowerBackbone
 from ppad.methods.base import ABNORMAL_CLASS, PromptDetector
 from ppad.methods.mediclip import MediCLIPModel
 from ppad.methods.memory import KnnModel
+from ppad.methods.patch_memory import PatchKnnModel
 
 
 def is_dual_tower(model: PromptDetector) -> bool:
@@ -29,11 +33,16 @@ def is_dual_tower(model: PromptDetector) -> bool:
 def has_text(model: PromptDetector) -> bool:
     """Whether the model scores the whole image's pooled embedding against text (not MediCLIP,
     whose score is its own map's maximum; not the memory alone)."""
-    return "" in model.regions.names and not isinstance(model, KnnModel | MediCLIPModel)
+    return "" in model.regions.names and not isinstance(model, KnnModel | PatchKnnModel | MediCLIPModel)
 
 
 def has_memory(model: PromptDetector) -> bool:
-    return hasattr(model, "memory")
+    """A pooled few-shot memory (``knn`` and the fused methods), not a patch memory."""
+    return hasattr(model, "memory") and not has_patch_memory(model)
+
+
+def has_patch_memory(model: PromptDetector) -> bool:
+    return isinstance(model, PatchKnnModel)
 
 
 def local_stage_features(backbone: DualTowerBackbone, images: torch.Tensor, stages: tuple[int, ...]) -> torch.Tensor:
@@ -60,6 +69,11 @@ def text_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
     direction = text[ABNORMAL_CLASS] - text[1 - ABNORMAL_CLASS]
     norm = embedding.mean(dim=(2, 3)).norm(dim=1)[:, None, None]
     return backbone.logit_scale * torch.einsum("bdhw,d->bhw", embedding, direction) / norm
+
+
+def patch_memory_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:
+    """[B, h, w] the patch memory's own patch scores (any backbone)."""
+    return model.patch_scores(images)
 
 
 def mediclip_map(model: PromptDetector, images: torch.Tensor) -> torch.Tensor:

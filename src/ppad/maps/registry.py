@@ -41,6 +41,13 @@ MAP_METHODS: dict[str, MapMethod] = {
             "bright = the pixel's probability of 'abnormal' against 'normal' (0-1)",
         ),
         MapMethod(
+            "patches",
+            "patch memory: each location's distance to its nearest support patch (its score is the top-k mean)",
+            dense.patch_memory_map,
+            dense.has_patch_memory,
+            "bright = least like any patch of the support normals (cosine distance)",
+        ),
+        MapMethod(
             "text",
             "dual tower: each location's share of the whole-image abnormal log-odds (exact CAM)",
             dense.text_map,

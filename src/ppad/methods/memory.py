@@ -8,8 +8,9 @@ Distances become probabilities against the held-out validation normals: ``p = σ
 with ``q`` their 95th percentile and ``s`` their standard deviation, so p = 0.5 sits where 5 % of
 held-out normals lie beyond — a threshold fixed by normals alone, whatever the synthesis. Without
 two held-out normals (``--val-size 0`` or 1) the distances are the support's own, leave-one-out:
-each support normal's distance to its nearest other support normal. Without validation anomalies
-the fusion weight is not chosen but fixed at :data:`FIXED_FUSION_WEIGHT`.
+each support normal's distance to its nearest other support normal. The fusion weight leaves
+:data:`FIXED_FUSION_WEIGHT` only for a validation AUC gain beyond noise (:func:`choose_fusion_weight`);
+without validation anomalies it is fixed there.
 """
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ from ppad.methods.inference import map_batches
 NORMAL_QUANTILE = 0.95
 FUSION_WEIGHTS = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))  # share of the prompt score
 FIXED_FUSION_WEIGHT = 0.5  # equal shares (WinCLIP+ averages its two scores) when validation cannot choose
+FUSION_RESAMPLES = 200  # paired bootstrap resamples of the validation films behind the noise rule
+FUSION_RULE = (
+    f"the weight with the best validation AUC if it beats w = {FIXED_FUSION_WEIGHT} by more than the standard "
+    f"error of that AUC difference ({FUSION_RESAMPLES} paired bootstrap resamples of the validation films, "
+    f"seeded); else {FIXED_FUSION_WEIGHT}"
+)
+
+
+def normal_calibration(distances: np.ndarray) -> tuple[float, float]:
+    """Normals' distances → ``(q, s)`` of ``p = σ((d − q)/s)``: their :data:`NORMAL_QUANTILE` and
+    their standard deviation."""
+    return float(np.quantile(distances, NORMAL_QUANTILE)), float(max(distances.std(), 1e-6))
 
 
 class FewShotMemory(nn.Module):
@@ -91,8 +104,7 @@ class FewShotMemory(nn.Module):
         else:
             d = self.leave_one_out_distances()
             source = f"its {len(d)} support normals, leave-one-out (each against its nearest other support normal)"
-        d = d.cpu().numpy()
-        q, s = float(np.quantile(d, NORMAL_QUANTILE)), float(max(d.std(), 1e-6))
+        q, s = normal_calibration(d.cpu().numpy())
         self.calibration = torch.tensor([q, s], device=self.bank.device)
         return {"memory_q95": q, "memory_scale": s, "calibrated_on": f"memory: {source}"}
 
@@ -168,13 +180,18 @@ class MemoryFusion:
         self.memory.fill(self, support, batch_size, progress)
 
     def calibrate(self, images: np.ndarray, labels: np.ndarray, batch_size: int = 32, progress: bool = False) -> dict:
-        """Calibrate the memory on validation normals, then pick w by validation AUC (without both
-        classes in ``labels``: w = :data:`FIXED_FUSION_WEIGHT`)."""
+        """Calibrate the memory on validation normals, then choose w by :func:`choose_fusion_weight`
+        (without both classes in ``labels``: w = :data:`FIXED_FUSION_WEIGHT`)."""
         if len(np.unique(labels)) < 2:
             chosen = self.memory.calibrate(self, images[labels == 0], batch_size, progress)
             self.fusion_weight = torch.tensor(FIXED_FUSION_WEIGHT, device=self.device)
             made_on = f"{chosen['calibrated_on']}; fusion weight: fixed at {FIXED_FUSION_WEIGHT}, no validation anomalies to choose it"
-            return {**chosen, "fusion_weight": FIXED_FUSION_WEIGHT, "calibrated_on": made_on}
+            return {
+                **chosen,
+                "fusion_weight": FIXED_FUSION_WEIGHT,
+                "fusion_chosen_on": "fixed",
+                "calibrated_on": made_on,
+            }
         # one pass for both: the prompt views of every film, the memory features the normals calibrate on
         batches = map_batches(
             self, images, self.views_and_memory, batch_size, progress, "memory: calibrating + fusion weight"
@@ -183,16 +200,62 @@ class MemoryFusion:
         chosen = self.memory.calibrate_on(features[torch.from_numpy(labels == 0).to(features.device)])
         memory = self.memory.probability(features).double().cpu().numpy()
         prompt = super().score_views(views.double().cpu()).numpy()
-        aucs = [roc_auc_score(labels, w * prompt + (1 - w) * memory) for w in FUSION_WEIGHTS]
-        best = int(np.argmax(aucs))
-        self.fusion_weight = torch.tensor(float(FUSION_WEIGHTS[best]), device=self.device)
-        made_on = f"{chosen['calibrated_on']}; fusion weight: the best validation AUC"
-        return {
-            **chosen,
-            "fusion_weight": float(FUSION_WEIGHTS[best]),
-            "fusion_val_auc": float(aucs[best]),
-            "calibrated_on": made_on,
-        }
+        fusion = choose_fusion_weight(labels, prompt, memory)
+        self.fusion_weight = torch.tensor(fusion["fusion_weight"], device=self.device)
+        made_on = f"{chosen['calibrated_on']}; fusion weight: {fusion.pop('fusion_decision')}"
+        return {**chosen, **fusion, "calibrated_on": made_on}
+
+
+def paired_bootstrap_aucs(labels: np.ndarray, scores: list[np.ndarray], resamples: int, seed: int = 0) -> np.ndarray:
+    """[resamples, len(scores)] each score's AUC on the same resamples of the films (normals and
+    abnormal films drawn with replacement apart, so every resample holds both classes)."""
+    rng = np.random.default_rng(seed)
+    normal, abnormal = np.flatnonzero(labels == 0), np.flatnonzero(labels == 1)
+    normal_counts = rng.multinomial(len(normal), np.full(len(normal), 1 / len(normal)), size=resamples)
+    abnormal_counts = rng.multinomial(len(abnormal), np.full(len(abnormal), 1 / len(abnormal)), size=resamples)
+    aucs = []
+    for score in scores:
+        above = score[abnormal][None, :] - score[normal][:, None]  # [normals, abnormal films]
+        wins = (above > 0) + 0.5 * (above == 0)
+        pairs = np.einsum("bi,ij,bj->b", normal_counts, wins, abnormal_counts)
+        aucs.append(pairs / (len(normal) * len(abnormal)))
+    return np.stack(aucs, axis=1)
+
+
+def choose_fusion_weight(labels: np.ndarray, prompt: np.ndarray, memory: np.ndarray) -> dict:
+    """w of ``w · prompt + (1 − w) · memory`` by :data:`FUSION_RULE`: the best validation AUC over
+    :data:`FUSION_WEIGHTS` moves w away from :data:`FIXED_FUSION_WEIGHT` only when its gain is
+    larger than the paired bootstrap standard error of that gain — a gain within noise keeps equal shares."""
+    fused = {float(w): w * prompt + (1 - w) * memory for w in FUSION_WEIGHTS}
+    aucs = {w: float(roc_auc_score(labels, score)) for w, score in fused.items()}
+    best = max(aucs, key=aucs.get)  # the first of equal AUCs
+    fixed = FIXED_FUSION_WEIGHT
+    gain = aucs[best] - aucs[fixed]
+    bootstrap = paired_bootstrap_aucs(labels, [fused[best], fused[fixed]], FUSION_RESAMPLES)
+    noise = float(np.std(bootstrap[:, 0] - bootstrap[:, 1], ddof=1))
+    weight = best if gain > noise else fixed
+    if weight != fixed:
+        decision = (
+            f"{best:g}: its validation AUC beats w = {fixed:g}'s by {gain:.4f}, more than that gain's "
+            f"bootstrap standard error {noise:.4f}"
+        )
+    elif best == fixed:
+        decision = f"{fixed:g}, the best validation AUC"
+    else:
+        decision = (
+            f"{fixed:g} kept: w = {best:g} beats it by {gain:.4f} AUC, within that gain's bootstrap "
+            f"standard error {noise:.4f} (noise)"
+        )
+    return {
+        "fusion_weight": weight,
+        "fusion_val_auc": aucs[weight],
+        "fusion_val_aucs": {f"{w:g}": auc for w, auc in aucs.items()},
+        "fusion_gain": gain,
+        "fusion_gain_se": noise,
+        "fusion_rule": FUSION_RULE,
+        "fusion_chosen_on": f"validation anomalies ({int(labels.sum())}) vs held-out normals ({int((labels == 0).sum())})",
+        "fusion_decision": decision,
+    }
 
 
 @cache

@@ -11,6 +11,7 @@ from ppad.methods.base import DetectorConfig, PromptDetector
 from ppad.methods.maple import MaPLeConfig, MaPLeModel
 from ppad.methods.mediclip import MediCLIPConfig, MediCLIPModel
 from ppad.methods.memory import KnnConfig, KnnModel, with_memory
+from ppad.methods.patch_memory import PatchKnnConfig, PatchKnnModel
 from ppad.methods.ppad import PPADConfig, PPADModel
 from ppad.methods.zeroshot import ZeroShotConfig, ZeroShotModel
 
@@ -51,6 +52,12 @@ PROMPT_METHODS = (
 )
 MEMORY_METHODS = (
     Method("knn", KnnModel, KnnConfig(), "few-shot visual memory: distance to the nearest support normal"),
+    Method(
+        "patch-knn",
+        PatchKnnModel,
+        PatchKnnConfig(),
+        "patch memory inside the lung fields: each location's distance to the nearest support patch",
+    ),
     *(
         Method(f"{m.name}+knn", with_memory(m.model), m.defaults, f"{m.name} fused with the few-shot memory", m.family)
         for m in PROMPT_METHODS

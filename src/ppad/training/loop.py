@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ppad.data.batches import SyntheticBatch, synthesize_batch
+from ppad.data.batches import REAL, SyntheticBatch, synthesize_batch
 from ppad.errors import SettingsError
 from ppad.methods.base import PromptDetector
 from ppad.methods.memory import MemoryFusion
@@ -81,8 +81,15 @@ OPTIMIZERS = {"sgd": _sgd, "adam": _adam}
 def _validation_metrics(
     model: PromptDetector, validation: SyntheticBatch, batch_size: int, progress: bool
 ) -> dict[str, float]:
-    """The model's own validation numbers; ``val_auc`` among them is what picks the epoch."""
-    return model.validation_metrics(validation, batch_size, progress)
+    """The model's own validation numbers on the rows choices are made on
+    (:meth:`SyntheticBatch.choice_rows`); ``val_auc`` among them is what picks the epoch. With real
+    abnormal films, ``val_auc_synthetic`` beside it: the same measure on the synthetic anomalies,
+    for comparison only."""
+    metrics = model.validation_metrics(validation.choice_rows(), batch_size, progress)
+    synthetic = validation.synthetic_rows()
+    if validation.count(REAL) and synthetic.labels.min() < synthetic.labels.max():
+        metrics["val_auc_synthetic"] = model.validation_metrics(synthetic, batch_size, progress)["val_auc"]
+    return metrics
 
 
 def validation_label(model: PromptDetector) -> str:
@@ -205,10 +212,15 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def _calibrate(model: PromptDetector, validation: SyntheticBatch | None, batch_size: int, progress: bool) -> dict:
-    """Fit what the model calibrates on the validation split; without one, on no films (a few-shot
-    memory then calibrates on its support, leave-one-out)."""
+    """Fit what the model calibrates on the validation split's :meth:`~SyntheticBatch.choice_rows`;
+    without one, on no films (a few-shot memory then calibrates on its support, leave-one-out). A
+    fusion weight chosen on validation is recorded with what it was chosen on."""
     model.eval()
     if validation is None:
         size = model.preprocessing.image_size
         return model.calibrate(np.zeros((0, size, size), np.float32), np.zeros(0, int), batch_size, progress)
-    return model.calibrate(validation.images, validation.labels.astype(int), batch_size, progress)
+    rows = validation.choice_rows()
+    record = model.calibrate(rows.images, rows.labels.astype(int), batch_size, progress)
+    if "fusion_val_aucs" in record:
+        record["fusion_chosen_on"] = validation.compared()
+    return record
