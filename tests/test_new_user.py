@@ -64,7 +64,7 @@ def test_the_fusion_weight_is_explained(weight, expected):
 def test_the_fusion_line_says_what_the_weight_was_chosen_on():
     assert fusion_line(0.5, "fixed").startswith("fusion weight 0.5 fixed (no validation anomalies")
     real = "real abnormal validation films (8) vs held-out normals (8)"
-    assert f"chosen on {real}, a gain within noise keeping 0.5" in fusion_line(0.3, real)
+    assert f"chosen on {real} (it leaves 0.5 only for a gain beyond noise)" in fusion_line(0.3, real)
 
 
 def test_validation_aucs_are_named_for_what_they_measured():

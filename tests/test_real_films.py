@@ -23,7 +23,9 @@ def check_calibration_and_evaluation(shared: SharedRun, method: str) -> dict:
     assert calibration["memory_scale"] > 0
     if method != "knn":  # issue 19: the fusion weight and both validation AUCs, each named
         weight = calibration["fusion_weight"]
-        assert f"fusion weight {weight:g} chosen on validation" in shared.trained.stdout
+        chosen_on = calibration["fusion_chosen_on"]  # issue 26: what the weight was chosen on, said
+        assert chosen_on.endswith("vs held-out normals (8)")
+        assert f"fusion weight {weight:g} chosen on {chosen_on}" in shared.trained.stdout
         assert f"validation AUC {result['best_val_auc']:.3f} (fused score; prompts alone" in shared.trained.stdout
     metrics = json.loads((shared.run / "evaluation" / "metrics.json").read_text())["metrics"]
     assert metrics["n_normal"] == 10 and metrics["n_abnormal"] == 10

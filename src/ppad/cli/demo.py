@@ -32,7 +32,14 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     default = default_detector(DEFAULT_BACKBONE)
     config = get_method(default.method).config(**default.overrides())
     manifest = train_run(
-        data, run_dir, DEFAULT_BACKBONE, settings, config, default.method, device="cpu", progress=progress
+        data,
+        run_dir,
+        DEFAULT_BACKBONE,
+        settings=settings,
+        config=config,
+        method=default.method,
+        device="cpu",
+        progress=progress,
     )
     result, files = evaluate_run(run_dir, data, progress=progress)
     best = manifest.result
@@ -62,7 +69,9 @@ def run_demo(out: Path, epochs: int = 5, seed: int = 0, progress: bool = True) -
     show_default=True,
     help="Folder for the data set and the run.",
 )
-@click.option("--epochs", default=5, show_default=True)
+@click.option(
+    "--epochs", default=5, show_default=True, help="For a default method that trains (cxr-lite's patch-knn does not)."
+)
 @click.option("--seed", default=0, show_default=True)
 @quiet_option
 def command(out, epochs, seed, quiet) -> None:

@@ -16,7 +16,7 @@ def fusion_line(weight: float, chosen_on: str | None = None) -> str:
     if chosen_on == "fixed":
         how = "fixed (no validation anomalies to choose it on)"
     elif chosen_on:
-        how = f"chosen on {chosen_on}, a gain within noise keeping 0.5"
+        how = f"chosen on {chosen_on} (it leaves 0.5 only for a gain beyond noise)"
     else:
         how = "chosen on validation"
     return f"fusion weight {weight:g} {how} — {meaning}"
