@@ -116,10 +116,25 @@ class KnnConfig(DetectorConfig):
     region_set: str = "whole"
 
 
-class KnnModel(PromptDetector):
-    """Few-shot memory alone: nothing learned, the support features are the model."""
+class MemoryDetector(PromptDetector):
+    """A memory alone (``knn``, ``patch-knn``): no text, one view, nothing learned by gradient; the
+    support's features, kept in ``memory.bank``, are the model."""
 
     resizable_state = ("memory.bank",)
+
+    @property
+    def reads_film_masks(self) -> bool:
+        return True
+
+    def compute_text_features(self) -> torch.Tensor:
+        return torch.zeros(0, device=self.device)
+
+    def score_views(self, views: torch.Tensor) -> torch.Tensor:
+        return views[:, 0]
+
+
+class KnnModel(MemoryDetector):
+    """Few-shot memory alone: the support normals' pooled features are the bank."""
 
     def __init__(self, backbone: Backbone, config: KnnConfig = KnnConfig()) -> None:
         super().__init__(backbone, config)
@@ -129,18 +144,8 @@ class KnnModel(PromptDetector):
     def view_names(self) -> list[str]:
         return ["memory"]
 
-    @property
-    def reads_film_masks(self) -> bool:
-        return True
-
-    def compute_text_features(self) -> torch.Tensor:
-        return torch.zeros(0, device=self.device)
-
     def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         return self.memory.probability(self.backbone.memory_features(images, self.film_pool(images, masks)))[:, None]
-
-    def score_views(self, views: torch.Tensor) -> torch.Tensor:
-        return views[:, 0]
 
     def prepare(self, support: np.ndarray, batch_size: int = 32, progress: bool = False) -> None:
         self.memory.fill(self, support, batch_size, progress)

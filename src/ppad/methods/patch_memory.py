@@ -25,9 +25,9 @@ from torch import nn
 
 from ppad.backbones.protocol import Backbone
 from ppad.errors import SettingsError
-from ppad.methods.base import DetectorConfig, PromptDetector
+from ppad.methods.base import DetectorConfig
 from ppad.methods.inference import map_batches
-from ppad.methods.memory import normal_calibration
+from ppad.methods.memory import MemoryDetector, normal_calibration
 
 SEARCH_CHUNK = 8192  # bank patches compared at once: bounds the [patches, bank] similarity block
 CORESET_DIMS = 128  # the coreset's distances are taken in a random projection this wide
@@ -193,10 +193,8 @@ class PatchMemory(nn.Module):
         return {"memory_q95": q, "memory_scale": s, "calibrated_on": f"patch memory: {source}"}
 
 
-class PatchKnnModel(PromptDetector):
+class PatchKnnModel(MemoryDetector):
     """A patch memory alone: nothing learned, the support films' in-lung patches are the model."""
-
-    resizable_state = ("memory.bank",)
 
     def __init__(self, backbone: Backbone, config: PatchKnnConfig = PatchKnnConfig()) -> None:
         super().__init__(backbone, config)
@@ -208,13 +206,6 @@ class PatchKnnModel(PromptDetector):
     @property
     def view_names(self) -> list[str]:
         return ["patch memory"]
-
-    @property
-    def reads_film_masks(self) -> bool:
-        return True
-
-    def compute_text_features(self) -> torch.Tensor:
-        return torch.zeros(0, device=self.device)
 
     def patches_and_inside(
         self, images: torch.Tensor, masks: torch.Tensor | None = None
@@ -234,9 +225,6 @@ class PatchKnnModel(PromptDetector):
 
     def view_probabilities(self, images: torch.Tensor, masks: torch.Tensor | None = None) -> torch.Tensor:
         return self.memory.probability(self.film_scores(images, masks))[:, None]
-
-    def score_views(self, views: torch.Tensor) -> torch.Tensor:
-        return views[:, 0]
 
     def prepare(self, support: np.ndarray, batch_size: int = 32, progress: bool = False) -> None:
         def inside_patches_of(batch: torch.Tensor, masks: torch.Tensor | None) -> list[torch.Tensor]:
