@@ -259,7 +259,7 @@ def test_train_evaluate_map_export_and_score_with_onnx(zhanglab_patch_run, tmp_p
     assert config["method"] == "patch-knn" and config["model"]["region_set"] == "lungs"
     metrics = json.loads((shared.run / "evaluation" / "metrics.json").read_text())["metrics"]
     assert metrics["n_normal"] == metrics["n_abnormal"] == 10 and 0 <= metrics["auc"] <= 1
-    evaluated = {row["path"]: row for row in read_rows(shared.run / "evaluation" / "scores.csv")}
+    evaluated = {Path(row["path"]).resolve(): row for row in read_rows(shared.run / "evaluation" / "scores.csv")}
 
     films = [shared.test[0].path, shared.test[-1].path]  # a normal film and a pneumonia
     maps = tmp_path / "maps"
@@ -272,7 +272,7 @@ def test_train_evaluate_map_export_and_score_with_onnx(zhanglab_patch_run, tmp_p
     for row in index:
         amap = np.load(maps / row["map"])
         assert amap.ndim == 2 and np.isfinite(amap).all() and amap.std() > 0 and (maps / row["overlay"]).is_file()
-        assert abs(float(row["score"]) - float(evaluated[row["path"]]["score"])) <= PARITY_TOLERANCE
+        assert abs(float(row["score"]) - float(evaluated[Path(row["path"]).resolve()]["score"])) <= PARITY_TOLERANCE
 
     model = tmp_path / "model.onnx"
     done = ppad("export", "--run", shared.run, "--out", model)
@@ -287,7 +287,7 @@ def test_train_evaluate_map_export_and_score_with_onnx(zhanglab_patch_run, tmp_p
     rows = read_rows(tmp_path / "onnx.csv")
     assert [row["path"] for row in rows] == [str(film) for film in films]
     for row in rows:
-        reference = evaluated[row["path"]]
+        reference = evaluated[Path(row["path"]).resolve()]
         assert row["lung_fields"] and row["prediction"] == reference["prediction"]
         for column in ("score", "p_patch_memory"):
             assert abs(float(row[column]) - float(reference[column])) <= PARITY_TOLERANCE, (row["path"], column)

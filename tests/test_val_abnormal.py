@@ -42,9 +42,7 @@ def test_a_copy_of_a_test_film_is_refused_in_one_line(tmp_path):
     shutil.copy(film, copy)  # another name, the same content
     done = train_with(manifest, tmp_path / "run", copy.parent, "--method", "knn")
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    expected = (
-        f"error: --val-abnormal film {copy.resolve()} is also in the test split of --data (same content as {film})"
-    )
+    expected = f"error: --val-abnormal film {copy.resolve()} is also in the test split of --data (same content as {film.resolve()})"
     assert done.stderr.splitlines() == [f"{expected}; remove it"]
     assert not (tmp_path / "run").exists()  # refused before any work
 
