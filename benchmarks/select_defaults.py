@@ -14,8 +14,8 @@ known shortcut named (the data README) and blunted where it can be:
   train normals), each held-out normal also with an anomaly from each of :data:`SYNTHESES`, placed
   inside the film's lung fields; the setting's AUC is the mean over the syntheses. Synthetic.
 
-5 draws (seeds 0–4) per setting. ``nih``/``val``/``test`` films of NIH, the pool's ``train``
-abnormal films and ZhangLab's test split are never read.
+5 draws (seeds 0–4) per setting. NIH's ``val`` and ``test`` films, the pool's ``train`` abnormal films
+and ZhangLab's test split are never read.
 
 The rule (committed before any test number was read):
 1. A candidate's score in a setting is its mean AUC over the draws.
