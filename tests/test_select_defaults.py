@@ -61,6 +61,8 @@ def test_shipped_default_is_the_methods_own_defaults(cxr_lite) -> None:
     chosen = method.config(**default.overrides())
     assert replace(chosen, layers=()) == method.defaults
     assert method.build(cxr_lite, chosen).layers == method.build(cxr_lite).layers == tuple(chosen.layers)
+    second = default_detector("cxr-lite-2")  # its stages 2 and 3 are cxr-lite's: the same choice, chosen again
+    assert (second.method, second.settings) == (default.method, default.settings)
     assert default_detector("tiny").method == PAPER_METHOD
 
 
