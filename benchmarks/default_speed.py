@@ -46,16 +46,16 @@ def main() -> None:
     args = parser.parse_args()
     backbone = load_backbone(args.backbone)
     default = default_detector(args.backbone)
-    methods = {
-        f"{default.method} (default)": get_method(default.method).config(**default.overrides()),
-        "knn --region-set lungs": get_method("knn").config(region_set="lungs"),
+    methods = {  # shown name → (method, its settings)
+        f"{default.method} (default)": (default.method, default.overrides()),
+        "knn --region-set lungs": ("knn", {"region_set": "lungs"}),
     }
     split = draw_few_shot(discover(args.zhanglab).train_normals, SHOTS, args.films, seed=0)
     speeds = {}
-    for name, config in methods.items():
-        spec = get_method(name.split()[0])
+    for name, (method, settings) in methods.items():
+        spec = get_method(method)
         torch.manual_seed(0)
-        model = spec.build(backbone, config)
+        model = spec.build(backbone, spec.config(**settings))
         support = load_images(split.support, model.preprocessing, progress=False).images
         films = load_images(split.validation, model.preprocessing, progress=False).images
         model.prepare(support, args.batch_size)

@@ -107,9 +107,8 @@ class Reader:
 
     def __init__(self, backbone_name: str) -> None:
         self.backbone = load_backbone(backbone_name)
-        lungs, whole, zeroshot = get_method("knn"), get_method("knn"), get_method("zeroshot")
-        self.lung_model = lungs.build(self.backbone, lungs.config(region_set="lungs"))
-        self.whole_model = whole.build(self.backbone, whole.config(region_set="whole"))
+        knn, zeroshot = get_method("knn"), get_method("zeroshot")
+        self.lung_model = knn.build(self.backbone, knn.config(region_set="lungs"))  # segments, pools the lungs
         self.zeroshot = zeroshot.build(self.backbone)
         self.preprocessing = self.lung_model.preprocessing
 

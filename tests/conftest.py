@@ -167,8 +167,9 @@ def zhanglab_knn_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
 
 @pytest.fixture(scope="session")
 def zhanglab_patch_run(tmp_path_factory: pytest.TempPathFactory) -> SharedRun:
-    """``patch-knn`` on each film's lung fields (see :func:`shared_zhanglab_run`)."""
-    return shared_zhanglab_run(tmp_path_factory, "zhanglab-patch", "--method", "patch-knn")
+    """``ppad train`` with no ``--method``: the shipped backbone's validated default, ``patch-knn`` on each
+    film's lung fields (see :func:`shared_zhanglab_run`)."""
+    return shared_zhanglab_run(tmp_path_factory, "zhanglab-patch")
 
 
 @pytest.fixture(scope="session")

@@ -252,9 +252,12 @@ def read_rows(path: Path) -> list[dict]:
 
 
 def test_train_evaluate_map_export_and_score_with_onnx(zhanglab_patch_run, tmp_path):
-    """The session's shared patch-knn run (trained and evaluated by its fixture), then maps, export and onnx
-    scores on its test films, equal to PyTorch's (the evaluation's) within the export's tolerance."""
+    """The session's shared run of the default (``ppad train`` with no ``--method``: patch-knn, trained and
+    evaluated by its fixture), then maps, export and onnx scores on its test films, equal to PyTorch's (the
+    evaluation's) within the export's tolerance."""
     shared = zhanglab_patch_run
+    assert shared.trained.stdout.startswith("method: patch-knn (region_set lungs, layers 2,3, window 1, top_k 50): ")
+    assert "cxr-lite's validated default (benchmarks/select_defaults.py" in shared.trained.stdout
     config = json.loads((shared.run / "config.json").read_text())
     assert config["method"] == "patch-knn" and config["model"]["region_set"] == "lungs"
     metrics = json.loads((shared.run / "evaluation" / "metrics.json").read_text())["metrics"]

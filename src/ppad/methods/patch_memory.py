@@ -232,8 +232,6 @@ class PatchKnnModel(MemoryDetector):
             rows = patches.flatten(2).transpose(1, 2)
             return [film[keep] for film, keep in zip(rows, inside)]
 
-        if not len(support):
-            raise ValueError("the patch memory needs at least one support image")
         batches = map_batches(self, support, inside_patches_of, batch_size, progress, "patch memory: support normals")
         self.bank_record = self.memory.fill([film for batch in batches for film in batch])
 
