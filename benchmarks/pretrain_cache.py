@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ppad.backbones import DualTowerBackbone, DualTowerSpec
-from ppad.pretraining.data import _front, _sentence_embeddings, _with_tail, augmentation
+from ppad.pretraining.data import _front, _sentence_embeddings, augmentation, with_tail
 from ppad.pretraining.losses import cxr_clip_loss
 from ppad.pretraining.texts import text_pool
 
@@ -40,7 +40,7 @@ def main() -> None:
 
     def step(images, sentences) -> float:
         loss = cxr_clip_loss(
-            tuple(backbone.image_head(_with_tail(backbone, *x)) for x in images),
+            tuple(backbone.image_head(with_tail(backbone, *x)) for x in images),
             tuple(backbone.text_head(t) for t in sentences),
             groups[: len(images[0][0])],
             backbone.logit_scale,

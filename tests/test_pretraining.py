@@ -15,6 +15,7 @@ from ppad.backbones import load_backbone
 from ppad.pretraining import (
     FINDING_TEXTS,
     NORMAL_TEXTS,
+    Film,
     films_digest,
     label_text,
     multi_positive_contrastive,
@@ -187,18 +188,59 @@ def test_a_covid_label_is_read_and_turned_into_its_own_texts(tmp_path):
 def test_epoch_draws_each_table_by_its_weight():
     from ppad.pretraining.loop import epoch_order
 
-    sources = torch.tensor([0] * 10 + [1] * 40)
+    sources = np.array([0] * 10 + [1] * 40)
     order = epoch_order(sources, [2.0, 0.25], np.random.default_rng(0))
-    drawn = sources[torch.from_numpy(order)]
+    drawn = sources[order]
     assert int((drawn == 0).sum()) == 20 and int((drawn == 1).sum()) == 10
     assert np.bincount(order[order < 10], minlength=10).tolist() == [2] * 10  # every film twice, none thrice
     assert len(set(order[order >= 10].tolist())) == 10  # a quarter of the pool, no repeats
 
 
+def _cache_of(folder, pooled, maps, groups, val_pooled, val_maps, val_labels, texts):
+    """A cache on disk from tensors: training views [N, V, …], val films [M, …], texts [G, P, 2, W]."""
+    from pathlib import Path
+
+    from ppad.pretraining.data import Cache, Layout
+    from ppad.pretraining.rows import RowFile
+
+    def rows(name, array):
+        array = np.ascontiguousarray(array)
+        file = RowFile.create(folder / f"{name}.npy", len(array), array.shape[1:], array.dtype)
+        file.write(0, array)
+        return file
+
+    n, views = pooled.shape[:2]
+    films = [Film(Path(f"f{i}.png"), (), "train", source="nih") for i in range(n)]
+    layout = Layout(
+        train=films,
+        val=films[: len(val_labels)],
+        sources=["nih"],
+        film_sources=np.zeros(n, dtype=np.int64),
+        study_of=np.arange(n),
+        study_texts=np.asarray(groups),
+        study_sources=np.zeros(n, dtype=np.int64),
+        text_keys=[("labels", ()), ("labels", ("Pneumonia",))],
+        val_labels=np.asarray(val_labels),
+        val_sources=np.zeros(len(val_labels), dtype=np.int64),
+        mixed_text_studies=0,
+    )
+    return Cache(
+        layout=layout,
+        views=views,
+        text_pairs=texts.shape[1],
+        train_pooled=rows("train_pooled", pooled.flatten(0, 1).numpy()),
+        train_maps=rows("train_maps", maps.flatten(0, 1).numpy()),
+        val_pooled=rows("val_pooled", val_pooled.numpy()),
+        val_maps=rows("val_maps", val_maps.numpy()),
+        texts=rows("texts", texts.flatten(0, 1).numpy()),
+        film_ok=np.ones(n, dtype=bool),
+        val_ok=np.ones(len(val_labels), dtype=bool),
+    )
+
+
 def test_a_pretraining_epoch_moves_the_tail_and_nothing_frozen(tmp_path):
     from ppad.backbones import DualTowerBackbone, DualTowerSpec
     from ppad.pretraining import PretrainSettings
-    from ppad.pretraining.data import Cache
     from ppad.pretraining.loop import _train
 
     backbone = DualTowerBackbone(DualTowerSpec(trained_stages=1))
@@ -210,21 +252,11 @@ def test_a_pretraining_epoch_moves_the_tail_and_nothing_frozen(tmp_path):
         whole = torch.cat([pooled, backbone.tail_features(maps.contiguous())], dim=-1)
         torch.testing.assert_close(whole, backbone.image_head_inputs(images), rtol=1e-4, atol=1e-5)
     views = (torch.stack([pooled, pooled.flip(0)], 1), torch.stack([maps, maps.flip(0)], 1).half())
-    cache = Cache(
-        train_pooled=views[0],
-        train_maps=views[1],
-        train_groups=torch.tensor([0, 1, 0, 1, 0, 1]),
-        train_sources=torch.zeros(6, dtype=torch.long),
-        val_pooled=pooled,
-        val_maps=maps.half(),
-        val_labels=torch.tensor([0, 1, 0, 1, 0, 1]),
-        val_sources=torch.zeros(6, dtype=torch.long),
-        texts=torch.randn(2, 3, backbone.text_width),
-        label_sets=[(), ("Pneumonia",)],
-        sources=["nih"],
-    )
+    labels = [0, 1, 0, 1, 0, 1]
+    texts = torch.randn(2, 3, 2, backbone.text_width)
+    cache = _cache_of(tmp_path, *views, labels, pooled, maps.half(), labels, texts)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
-    settings = PretrainSettings(epochs=1, batch_size=6, views=2, texts_per_label=3, lr=1e-2, tower_lr=1e-2)
+    settings = PretrainSettings(epochs=1, batch_size=6, views=2, text_pairs=3, lr=1e-2, tower_lr=1e-2)
     history, best = _train(backbone, cache, settings, {"test": 1}, tmp_path / "state.pt", progress=False)
     changed = {k for k, v in backbone.state_dict().items() if not torch.equal(v, before[k])}
     tail = ("image_tower.blocks.6.", "image_tower.conv_head.", "image_tower.bn2.weight", "image_tower.bn2.bias")

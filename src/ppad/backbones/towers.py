@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import os
+import shutil
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,10 +53,27 @@ class WheelTower:
         folder = cache_dir() / f"{self.name}-{self.sha256[:12]}"
         target = folder / self.weights
         if not target.is_file():
-            with zipfile.ZipFile(source) as archive:
-                archive.extractall(folder)
+            _unpack(source, folder, target)
         _verify(target, self.sha256, self.distribution)
         return target
+
+
+def _unpack(archive_path: Path, folder: Path, target: Path) -> None:
+    """Unzip into a staging folder renamed onto ``folder`` whole: processes starting together (the
+    ranks of ``ppad pretrain --devices N``) never read a half-written file."""
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
+    try:
+        with zipfile.ZipFile(archive_path) as archive:
+            archive.extractall(staging)
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process renamed its complete copy first, or an old unzip was left unfinished
+            if not target.is_file():
+                shutil.rmtree(folder, ignore_errors=True)
+                os.replace(staging, folder)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def sha256_of(path: Path) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 
 import click
 
@@ -70,7 +71,8 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except PpadError as error:
-            click.echo(f"error: {error}", err=True)
+            if os.environ.get("RANK", "0") == "0":  # the other processes of a launch read the same input
+                click.echo(f"error: {error}", err=True)
             ctx.exit(2)
 
 

@@ -1,7 +1,7 @@
-"""CXR-CLIP pre-training of a dual-tower backbone on labelled films (``ppad pretrain``)."""
+"""CXR-CLIP pre-training of a dual-tower backbone on films with labels and reports (``ppad pretrain``)."""
 
 from ppad.pretraining.data import PretrainSettings
-from ppad.pretraining.films import Film, films_digest, normal_films, read_films
+from ppad.pretraining.films import Film, Table, films_digest, normal_films, read_films, read_table
 from ppad.pretraining.losses import cxr_clip_loss, multi_positive_contrastive, soft_targets
 from ppad.pretraining.pretrain import pretrain
 from ppad.pretraining.selection import zero_shot_auc
@@ -12,6 +12,7 @@ __all__ = [
     "NORMAL_TEXTS",
     "Film",
     "PretrainSettings",
+    "Table",
     "cxr_clip_loss",
     "films_digest",
     "label_text",
@@ -20,6 +21,7 @@ __all__ = [
     "parse_findings",
     "pretrain",
     "read_films",
+    "read_table",
     "soft_targets",
     "text_pool",
     "zero_shot_auc",

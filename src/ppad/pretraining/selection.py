@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from sklearn.metrics import roc_auc_score
 
 from ppad.backbones.dual_tower import DualTowerBackbone
-from ppad.pretraining.data import Cache, _with_tail
+from ppad.pretraining.data import Cache, with_tail
 
 ZERO_SHOT_PROMPTS = {"words": ("normal", "pneumonia"), "chexzero": ("no pneumonia", "pneumonia")}
 
@@ -31,17 +31,17 @@ def zero_shot_auc(backbone: DualTowerBackbone, head_inputs: torch.Tensor, labels
 
 
 def validation_aucs(backbone: DualTowerBackbone, cache: Cache) -> dict[str, dict[str, float]]:
-    """Zero-shot AUC on each table's val split (tables without both classes are left out)."""
+    """Zero-shot AUC on each table's readable val films (tables without both classes are left out)."""
+    layout, chunks = cache.layout, []
     with torch.no_grad():
-        inputs = torch.cat(
-            [
-                _with_tail(backbone, cache.val_pooled[i : i + TAIL_CHUNK], cache.val_maps[i : i + TAIL_CHUNK])
-                for i in range(0, len(cache.val_labels), TAIL_CHUNK)
-            ]
-        )
+        for first in range(0, len(layout.val), TAIL_CHUNK):
+            rows = np.arange(first, min(first + TAIL_CHUNK, len(layout.val)))
+            pooled, maps = (torch.from_numpy(part.read(rows)) for part in (cache.val_pooled, cache.val_maps))
+            chunks.append(with_tail(backbone, pooled, maps).cpu())
+    inputs = torch.cat(chunks)
     result = {}
     for index, source in enumerate(cache.sources):
-        mask = cache.val_sources == index
-        if {0, 1} <= set(cache.val_labels[mask].tolist()):
-            result[source] = zero_shot_auc(backbone, inputs[mask], cache.val_labels[mask].numpy())
+        mask = (layout.val_sources == index) & cache.val_ok
+        if {0, 1} <= set(layout.val_labels[mask].tolist()):
+            result[source] = zero_shot_auc(backbone, inputs[torch.from_numpy(mask)], layout.val_labels[mask])
     return result

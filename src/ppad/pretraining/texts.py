@@ -17,6 +17,7 @@ import json
 import numpy as np
 
 from ppad.errors import DataError
+from ppad.pretraining.reports import SAMPLING_RULE
 
 NO_FINDING = "No Finding"
 
@@ -139,5 +140,6 @@ def text_pool(findings: tuple[str, ...], size: int, rng: np.random.Generator) ->
 
 
 def texts_digest() -> str:
-    """SHA-256 of every sentence set: cached text embeddings are only reused for the same texts."""
-    return hashlib.sha256(json.dumps([NORMAL_TEXTS, FINDING_TEXTS], sort_keys=True).encode()).hexdigest()
+    """SHA-256 of every sentence set and of the report-sampling rule's version: cached text
+    embeddings are only reused for the same texts."""
+    return hashlib.sha256(json.dumps([NORMAL_TEXTS, FINDING_TEXTS, SAMPLING_RULE], sort_keys=True).encode()).hexdigest()
