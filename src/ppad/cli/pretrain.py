@@ -73,7 +73,9 @@ def _numbers(kind):
     type=click.Choice(["32", "bf16-mixed", "16-mixed"]),
     help="Training arithmetic: float32, or autocast to bfloat16 / float16 (with loss scaling).",
 )
-@click.option("--accumulate", default=1, show_default=True, help="Global batches per optimizer step.")
+@click.option(
+    "--accumulate", default=1, show_default=True, type=click.IntRange(1), help="Global batches per optimizer step."
+)
 @click.option(
     "--devices",
     default=1,
@@ -88,7 +90,13 @@ def _numbers(kind):
     metavar="HOST:PORT",
     help="With --num-nodes above 1: where the machines meet (the same on all; a port free on HOST).",
 )
-@click.option("--workers", default=0, show_default=True, help="DataLoader workers reading cached rows per process.")
+@click.option(
+    "--workers",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="DataLoader workers reading cached rows per process.",
+)
 @device_option
 @quiet_option
 def command(
