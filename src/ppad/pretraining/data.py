@@ -236,8 +236,6 @@ def text_pairs_of(key: tuple, pairs: int, rng: np.random.Generator, tokenizer) -
 class _Files:
     """The cache folder's arrays, by name."""
 
-    NAMES = ("train_pooled", "train_maps", "val_pooled", "val_maps", "texts", "film_ok", "val_ok", "done")
-
     def __init__(self, folder: Path) -> None:
         self.folder = folder
 
@@ -299,8 +297,8 @@ def _encode_films(
     return pooled.numpy(), maps.numpy(), ok
 
 
-def _encode_unit(files: _Files, unit: tuple[str, int], backbone, layout: Layout, settings: PretrainSettings) -> int:
-    """Encode and write one unit; the number of items it held."""
+def _encode_unit(files: _Files, unit: tuple[str, int], backbone, layout: Layout, settings: PretrainSettings) -> None:
+    """Encode and write one unit."""
     kind, first = unit
     if kind == "texts":
         keys = layout.text_keys[first : first + TEXT_CHUNK]
@@ -314,7 +312,7 @@ def _encode_unit(files: _Files, unit: tuple[str, int], backbone, layout: Layout,
         ]
         embedded = _sentence_embeddings(backbone, texts).reshape(len(keys) * settings.text_pairs, 2, -1)
         files.open("texts").write(first * settings.text_pairs, embedded.numpy())
-        return len(keys)
+        return
     films = (layout.train if kind == "train" else layout.val)[first : first + READ_CHUNK]
     views = settings.views if kind == "train" else 0
     pooled, maps, ok = _encode_films(backbone, films, views, settings.seed * 1_000_003 + first)
@@ -322,7 +320,6 @@ def _encode_unit(files: _Files, unit: tuple[str, int], backbone, layout: Layout,
     files.open(f"{kind}_pooled").write(rows, pooled)
     files.open(f"{kind}_maps").write(rows, maps)
     files.open("film_ok" if kind == "train" else "val_ok").write(first, ok)
-    return len(films)
 
 
 def cached_tower_outputs(
