@@ -66,6 +66,9 @@ def test_a_report_with_headings_is_split_and_a_row_without_text_or_labels_is_ref
         "image": "b.png", "report": " ", "split": "train"}])  # fmt: skip
     with pytest.raises(LayoutError, match=r"e\.csv:3: neither labels nor report text"):
         read_table(empty)
+    (tmp_path / "short.csv").write_text("image,findings,split\na.png,Pneumonia,train\n,No Finding,train\nb.png\n")
+    with pytest.raises(LayoutError, match=r"short\.csv:3: no image"):
+        read_table(tmp_path / "short.csv")  # an empty path or a short row: its line, not a traceback
     unknown = _write(tmp_path / "u.csv", [{"image": "a.png", "findings": "Pneumona", "split": "train"}])
     with pytest.raises(LayoutError, match=r"u\.csv:2: unknown findings \['Pneumona'\]"):
         read_table(unknown)  # a misspelt label is an error, never silently read as text

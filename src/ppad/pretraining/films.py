@@ -57,7 +57,8 @@ def _labels_column(columns: set[str], rows: list[dict]) -> str | None:
     if "labels" in columns:
         return "labels"
     if "findings" in columns and all(
-        all(LABEL_CELL.match(name.strip()) for name in row["findings"].split("|") if name.strip()) for row in rows
+        all(LABEL_CELL.match(name.strip()) for name in (row["findings"] or "").split("|") if name.strip())
+        for row in rows
     ):
         return "findings"
     return None
@@ -97,7 +98,10 @@ def read_table(data: str | Path) -> Table:
         sections = tuple(report_sections({name: row[name] or "" for name in texts}))
         if findings is None and not sections:
             raise LayoutError(f"{table}:{line}: neither labels nor report text")
-        path = table.parent / row[path_column].strip()
+        image = (row[path_column] or "").strip()
+        if not image:
+            raise LayoutError(f"{table}:{line}: no {path_column}")
+        path = table.parent / image
         study = (row.get("study") or "").strip()
         films.append(Film(path, findings, split, row.get("view", "") or "", source_name(data), sections, study))
     used = {"labels": labels, "text": texts, "study": "study" if "study" in columns else None}
