@@ -123,45 +123,31 @@ def test_one_process_with_the_same_global_batch_gives_the_same_weights(two_proce
     assert (gaps <= 1e-5).float().mean() >= 0.995 and gaps.max() <= 1e-3 * steps
 
 
-@needs_nih
 @needs_notes
-def test_a_run_killed_mid_training_resumes_with_another_number_of_processes(tables, tmp_path):
+def test_a_report_table_killed_mid_training_resumes_with_another_number_of_processes(tables, tmp_path):
+    """cxr-notes alone (reports, studies), bf16-mixed, 2 global batches a step, a loader worker."""
     out, state = tmp_path / "pre", tmp_path / "pre" / "pretrain_state.pt"
-    options = ("--epochs", "6", *SMALL)
-    running = _pretrain(out, "--devices", "2", *options, data=(tables["nih"], tables["notes"]), popen=True)
+    options = ("--epochs", "4", "--precision", "bf16-mixed", "--accumulate", "2", "--workers", "1", *SMALL)
+    running = _pretrain(out, "--devices", "2", *options, data=(tables["notes"],), popen=True)
     deadline = time.monotonic() + 300
     while not state.is_file() and running.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     os.kill(running.pid, signal.SIGKILL)  # the launcher, mid-epoch: its processes go with it
     running.wait()
     assert state.is_file(), running.stderr.read().decode()
-    time.sleep(3)  # were a process still training, it would write its next epoch meanwhile
+    time.sleep(1)  # were a process still training, it would write its next epoch meanwhile
     saved = torch.load(state, weights_only=True)
-    assert 1 <= saved["epoch"] < 6 and not (out / "backbone.safetensors").exists()
-    resumed = subprocess.run(
-        [sys.executable, "-m", "ppad.cli.main", "pretrain", "--out", str(out), *options, "--data",
-         str(tables["nih"].parent), "--data", str(tables["notes"].parent)],
-        capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+    assert 1 <= saved["epoch"] < 4 and not (out / "backbone.safetensors").exists()
+    resumed = _pretrain(out, *options, data=(tables["notes"],))
     assert resumed.returncode == 0, resumed.stderr
-    assert f"resuming {out} at epoch {saved['epoch'] + 1} of 6" in resumed.stderr
+    assert f"resuming {out} at epoch {saved['epoch'] + 1} of 4" in resumed.stderr
     assert "encoding" not in resumed.stderr  # the cache the two processes wrote is read, not rebuilt
     record = json.loads((out / "backbone.json").read_text())
-    assert [h["epoch"] for h in record["history"]] == list(range(1, 7)) and record["processes"]["count"] == 1
+    assert [h["epoch"] for h in record["history"]] == [1, 2, 3, 4] and record["processes"]["count"] == 1
     assert record["history"][: saved["epoch"]] == saved["history"]
-
-
-@needs_notes
-def test_a_report_table_trains_in_bf16_with_accumulation_and_a_loader_worker(tables, tmp_path):
-    out = tmp_path / "pre"
-    options = ("--epochs", "2", "--precision", "bf16-mixed", "--accumulate", "2", "--workers", "1", *SMALL)
-    done = _pretrain(out, *options, data=(tables["notes"],))
-    assert done.returncode == 0, done.stderr
-    record = json.loads((out / "backbone.json").read_text())
     assert record["settings"]["precision"] == "bf16-mixed" and record["settings"]["accumulate"] == 2
     (notes,) = record["data"]["tables"]
     rows = [row for row in csv.DictReader(open(tables["notes"])) if row["split"] == "train"]
     assert notes["report_films"] == notes["train_films"] == len(rows) and notes["label_only_films"] == 0
-    losses = [epoch["loss"] for epoch in record["history"]]
-    assert len(losses) == 2 and all(loss == loss and loss > 0 for loss in losses)  # finite
-    assert record["validation"]["notes"]["words"] >= 0
+    assert notes["multi_film_studies"] == 5 and notes["studies"] < notes["train_films"]
+    assert all(0 < h["loss"] < 100 for h in record["history"])  # finite in bf16
