@@ -132,6 +132,11 @@ def test_pretrain_from_the_command_line_on_real_films(tmp_path):
     again = _pretrain(table, out, *options)
     assert again.returncode == 0, again.stderr
     assert load_backbone(out).fingerprint == backbone.fingerprint
+    # other settings in the same folder are refused, naming them: the backbone there stays
+    other = _pretrain(table, out, "--epochs", "7", "--batch-size", "8", "--views", "2")
+    assert other.returncode == 2 and "Traceback" not in other.stderr
+    assert f"{out} holds a pre-training of other data or settings (settings.epochs differ)" in other.stderr
+    assert load_backbone(out).fingerprint == backbone.fingerprint
 
 
 @needs_nih

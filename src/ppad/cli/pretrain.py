@@ -42,7 +42,12 @@ def _numbers(kind):
     help="A detection data set (folder or CSV) whose training normals join pre-training as 'No Finding'; "
     "its abnormal films and test/ folder are never read.",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="Output folder (resumed if it exists).")
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Output folder: resumed if it holds this run; one of other data or settings is refused.",
+)
 @click.option(
     "--train-stages",
     default=1,

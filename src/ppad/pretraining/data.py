@@ -234,10 +234,11 @@ def text_pairs_of(key: tuple, pairs: int, rng: np.random.Generator, tokenizer) -
 
 
 class _Files:
-    """The cache folder's arrays, by name."""
+    """The cache folder's arrays, by name, each opened once (one descriptor per array)."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+        self._opened: dict[str, RowFile] = {}
 
     def path(self, name: str) -> Path:
         return self.folder / f"{name}.npy"
@@ -262,7 +263,9 @@ class _Files:
             RowFile.create(self.path(name), rows, tuple(shape), dtype)
 
     def open(self, name: str) -> RowFile:
-        return RowFile(self.path(name))
+        if name not in self._opened:
+            self._opened[name] = RowFile(self.path(name))
+        return self._opened[name]
 
 
 def _units(layout: Layout) -> list[tuple[str, int]]:

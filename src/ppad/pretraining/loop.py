@@ -202,6 +202,34 @@ def _optimizer(backbone, settings: PretrainSettings) -> torch.optim.Optimizer:
     return torch.optim.AdamW(groups, weight_decay=settings.weight_decay)
 
 
+def _differences(stored: dict, identity: dict) -> list[str]:
+    """What two run identities differ in: their parts, and by name within the settings."""
+    names = []
+    for part in sorted(set(stored) | set(identity)):
+        old, new = stored.get(part), identity.get(part)
+        if part == "settings" and isinstance(old, dict) and isinstance(new, dict):
+            names += [f"settings.{name}" for name in sorted(set(old) | set(new)) if old.get(name) != new.get(name)]
+        elif old != new:
+            names.append(part)
+    return names
+
+
+def resumable_state(state_path: Path, identity: dict) -> dict | None:
+    """The training state in ``state_path`` to resume, None when there is none. A state of other data
+    or settings is refused, naming what differs: its run's backbone would otherwise be overwritten."""
+    if not state_path.is_file():
+        return None
+    state = torch.load(state_path, map_location="cpu", weights_only=True)
+    stored, wanted = json.loads(state.get("identity") or "{}"), json.loads(json.dumps(identity))
+    if stored == wanted:
+        return state
+    differs = _differences(stored, wanted)
+    raise SettingsError(
+        f"{state_path.parent} holds a pre-training of other data or settings ({', '.join(differs)} differ): "
+        "choose another --out (copy its cache/ folder there to reuse the encoded films)"
+    )
+
+
 def _train(
     backbone,
     cache: Cache,
@@ -211,9 +239,11 @@ def _train(
     progress: bool,
     ranks: Ranks = Ranks(),
     workers: int = 0,
+    resumed: dict | None = None,
 ):
-    """AdamW on the heads and the tower's tail, one validation per epoch (rank 0); resumes from
-    ``state_path`` whatever number of processes wrote it. Returns (history, best) on rank 0."""
+    """AdamW on the heads and the tower's tail, one validation per epoch (rank 0), each epoch's state
+    written to ``state_path``; continues ``resumed`` (:func:`resumable_state`), whatever number of
+    processes wrote it. Returns (history, best) on rank 0."""
     torch.manual_seed(settings.seed)
     backbone.image_head.reset_parameters()
     backbone.text_head.reset_parameters()
@@ -221,16 +251,14 @@ def _train(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs)
     scaler = torch.amp.GradScaler(backbone.device.type, enabled=settings.precision == "16-mixed")
     history, best, start = [], {"epoch": 0, "val_auc": -1.0, "learned": backbone.learned_state_dict()}, 0
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("identity") == json.dumps(identity, sort_keys=True):
-            backbone.load_learned(state["learned"])
-            optimizer.load_state_dict(state["optimizer"])
-            scheduler.load_state_dict(state["scheduler"])
-            scaler.load_state_dict(state["scaler"])
-            start, history, best = state["epoch"], state["history"], state["best"]
-            if start < settings.epochs and ranks.main:
-                log.info("resuming %s at epoch %d of %d", state_path.parent, start + 1, settings.epochs)
+    if resumed is not None:
+        backbone.load_learned(resumed["learned"])
+        optimizer.load_state_dict(resumed["optimizer"])
+        scheduler.load_state_dict(resumed["scheduler"])
+        scaler.load_state_dict(resumed["scaler"])
+        start, history, best = resumed["epoch"], resumed["history"], resumed["best"]
+        if start < settings.epochs and ranks.main:
+            log.info("resuming %s at epoch %d of %d", state_path.parent, start + 1, settings.epochs)
     model = data_parallel(Trained(backbone), ranks, backbone.device)
     run = Run(model, optimizer, scaler, settings, ranks, workers, backbone.device)
     members = study_members(cache)

@@ -19,6 +19,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
+
 from ppad import __version__
 from ppad.backbones.dual_tower import DualTowerBackbone, DualTowerSpec
 from ppad.backbones.factory import PRETRAINED_FILE, save_dual_tower
@@ -28,7 +30,7 @@ from ppad.io import write_json
 from ppad.pretraining.data import CACHE_FOLDER, Cache, PretrainSettings, cached_tower_outputs
 from ppad.pretraining.distributed import Ranks
 from ppad.pretraining.films import Table, films_digest, normal_films, read_table, source_name
-from ppad.pretraining.loop import STATE_FILE, _train, source_weights, study_members
+from ppad.pretraining.loop import STATE_FILE, _train, resumable_state, source_weights, study_members
 from ppad.pretraining.rows import map_large_blocks
 from ppad.pretraining.selection import validation_aucs
 from ppad.pretraining.texts import texts_digest
@@ -42,12 +44,15 @@ def _tables(data: str | Path | Sequence[str | Path]) -> list[Path]:
     return tables
 
 
-def _table_record(name: str, source: Path, table: Table, weight: float, cache: Cache, index: int) -> dict:
-    """What one table gave: its columns, films, reports, studies and label-only rows."""
+def _table_record(
+    name: str, source: Path, table: Table, weight: float, cache: Cache, members: list[np.ndarray], index: int
+) -> dict:
+    """What one table gave: its columns, films, reports, studies (``members``: every study's films)
+    and label-only rows."""
     layout = cache.layout
     mine = (layout.film_sources == index) & cache.film_ok
     train = [film for film, keep in zip(layout.train, mine) if keep]
-    studies = [m for m in study_members(cache) if len(m) and layout.film_sources[m[0]] == index]
+    studies = [m for m in members if len(m) and layout.film_sources[m[0]] == index]
     return {
         "name": name,
         "source": str(Path(source).resolve()),
@@ -96,15 +101,16 @@ def pretrain(
     trained = {key: value for key, value in spec.to_dict().items() if key != "memory_stages"}
     identity = {"settings": settings.to_dict(), "spec": trained, "data_sha256": digests, "texts_sha256": texts_digest()}
     encoded = {key: settings.to_dict()[key] for key in ("views", "text_pairs", "seed")}
+    resumed = resumable_state(out / STATE_FILE, identity)
     out.mkdir(parents=True, exist_ok=True)
     cache = cached_tower_outputs(
         out / CACHE_FOLDER, {**identity, "settings": encoded}, backbone, films, settings, ranks, progress
     )
-    history, best = _train(backbone, cache, settings, identity, out / STATE_FILE, progress, ranks, workers)
+    history, best = _train(backbone, cache, settings, identity, out / STATE_FILE, progress, ranks, workers, resumed)
     if not ranks.main:
         return None
     backbone.load_learned(best["learned"])
-    weights = source_weights(settings, cache.sources)
+    weights, members = source_weights(settings, cache.sources), study_members(cache)
     record = {
         "ppad_version": __version__,
         "command": sys.argv,
@@ -114,7 +120,7 @@ def pretrain(
         "processes": {"count": ranks.world, "nodes": ranks.nodes, "backend": ranks.backend or "none", "device": device},
         "data": {
             "tables": [
-                _table_record(source, path, table, weights[index], cache, index)
+                _table_record(source, path, table, weights[index], cache, members, index)
                 for index, (source, path, table) in enumerate(zip(cache.sources, paths, tables))
             ],
             "test_split": "never read",
